@@ -1,0 +1,3 @@
+# placeholder, filled in below
+function(constmig_add_enclave)
+endfunction()

@@ -1,0 +1,87 @@
+// The binary interface between the (untrusted) emulated SGX platform and an enclave image.
+//
+// EMULATED SGX PLATFORM. An enclave image is a self-contained shared object linked at a fixed
+// base address (the first PT_LOAD's p_vaddr). The platform lays out the enclave range
+// (ELRANGE analogue) relative to that base, the same way on every host, so that pointers kept
+// in migrated memory (vtables, function pointers, literals, heap links) stay valid:
+//
+//   base + 0              enclave image (code: ordinary memory, measured; data/bss: moved into
+//                         memfd_secret after loading)            at most kImageMaxSize
+//   base + kBootOffset    boot page: written by the platform before the image is loaded,
+//                         per process, NEVER migrated (holds host pointers such as the OCALL
+//                         dispatcher). Read by the trusted runtime, which validates it.
+//   base + kHeapOffset    ConstMigLib heap, memfd_secret, reserved kHeapMaxReserve bytes;
+//                         pages materialise on first touch.
+//
+// Only standard-library headers may be included here: both sides use this file.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace constmig::abi {
+
+inline constexpr uint32_t kAbiVersion = 1;
+inline constexpr uint64_t kPageSize = 4096;
+inline constexpr uint64_t kImageMaxSize = 256ull << 20;
+inline constexpr uint64_t kBootOffset = 512ull << 20;
+inline constexpr uint64_t kBootSize = 64ull << 10;
+inline constexpr uint64_t kHeapOffset = 1ull << 30;
+inline constexpr uint64_t kHeapMaxReserve = 64ull << 30;
+inline constexpr uint64_t kHeapMinSize = 16ull << 20;
+inline constexpr uint32_t kMaxThreadSlots = 256;
+inline constexpr uint64_t kBootMagic = 0x544f4f42474d4343ull;  // "CCMGBOOT"
+
+// Status codes returned by ECALL/OCALL entry points. On a non-zero status the output buffer
+// holds a NUL-terminated human-readable message (truncated to the buffer).
+enum EcallStatus : int32_t {
+  kEcallOk = 0,
+  kEcallUnknownId = 1,
+  kEcallBadInput = 2,
+  kEcallOutTooSmall = 3,  // *out_len holds the size needed
+  kEcallOutOfMemory = 4,
+  kEcallAppError = 5,
+  kEcallRefused = 6,      // e.g. the enclave is frozen for migration
+  kEcallInternal = 7,
+};
+
+// Host-side OCALL dispatcher, installed by the platform in the boot page.
+using OcallDispatchFn = int32_t (*)(void* ctx, uint32_t id, const uint8_t* in, size_t in_len,
+                                    uint8_t* out, size_t out_cap, size_t* out_len);
+
+struct BootPage {
+  uint64_t magic;          // kBootMagic
+  uint32_t abi_version;    // kAbiVersion
+  uint32_t thread_slots;   // number of ECALL slots (TCS analogue)
+  uint64_t image_base;     // must equal the image's own base
+  uint64_t heap_base;      // must equal image_base + kHeapOffset
+  uint64_t heap_limit;     // bytes the heap may grow to (--max-memory), <= kHeapMaxReserve
+  OcallDispatchFn ocall;   // host dispatcher (may be null: OCALLs then fail)
+  void* ocall_ctx;
+  uint64_t flags;          // reserved, 0
+};
+static_assert(sizeof(BootPage) <= kBootSize);
+
+// Description an image reports about itself (constmig_enclave_info).
+struct EnclaveInfo {
+  uint32_t abi_version;
+  uint32_t ecall_count;
+  const char* app_name;
+  const char* const* ecall_names;  // ecall_count entries
+  uint32_t ocall_count;
+  const char* const* ocall_names;
+};
+
+}  // namespace constmig::abi
+
+// Symbols every enclave image exports (and nothing else).
+extern "C" {
+// Run ECALL `id` on thread slot `slot`. `in` is host memory: the trusted side copies it in
+// before use. Output is copied to `out` (host memory) on return.
+typedef int32_t (*constmig_enclave_ecall_fn)(uint32_t slot, uint32_t id, const uint8_t* in,
+                                             size_t in_len, uint8_t* out, size_t out_cap,
+                                             size_t* out_len);
+typedef const constmig::abi::EnclaveInfo* (*constmig_enclave_info_fn)();
+}
+#define CONSTMIG_ECALL_SYMBOL "constmig_enclave_ecall"
+#define CONSTMIG_INFO_SYMBOL "constmig_enclave_info"
