@@ -45,6 +45,21 @@ enum EcallStatus : int32_t {
   kEcallInternal = 7,
 };
 
+// Built-in OCALL ids (app OCALLs start at kFirstAppOcall).
+enum RuntimeOcall : uint32_t {
+  kOcallLog = 0,     // in: UTF-8 message
+  kOcallTimeNs = 1,  // out: u64 CLOCK_MONOTONIC ns (UNTRUSTED time)
+  kFirstAppOcall = 64,
+};
+
+// Built-in ECALL ids, above any app id.
+enum RuntimeEcall : uint32_t {
+  kFirstRuntimeEcall = 0xFFFF0000u,
+  kEcallFetchPending = 0xFFFF0000u,  // re-fetch the output of the last ECALL on this slot
+  kEcallHeapStats = 0xFFFF0001u,     // out: 5 x u64 (top, limit, in_use, live, total allocs)
+  kEcallSelfCheck = 0xFFFF0002u,     // walk the heap; error if corrupted
+};
+
 // Host-side OCALL dispatcher, installed by the platform in the boot page.
 using OcallDispatchFn = int32_t (*)(void* ctx, uint32_t id, const uint8_t* in, size_t in_len,
                                     uint8_t* out, size_t out_cap, size_t* out_len);

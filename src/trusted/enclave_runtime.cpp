@@ -1,0 +1,215 @@
+// ConstMigLib trusted runtime: ECALL entry, boot-page validation, heap bootstrap, OCALLs.
+// TRUSTED code: standard library + src/common only.
+#include "trusted/enclave_runtime.h"
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <new>
+
+#include "trusted/enclave_edl.h"
+
+extern "C" {
+// Provided by the linker: the ELF header of this image, i.e. its (fixed) load address.
+extern const char __ehdr_start[] __attribute__((visibility("hidden")));
+}
+
+namespace constmig::trusted {
+namespace {
+
+// Constant-initialised (lives in .bss): usable from static constructors run inside dlopen.
+EnclaveHeap g_heap;
+std::atomic<int> g_heap_state{0};  // 0 = not yet, 1 = initialising, 2 = ready
+
+// Output kept per thread slot so that a host whose buffer was too small can fetch it without
+// running the ECALL a second time (ECALLs are not idempotent).
+std::vector<uint8_t>* g_pending[abi::kMaxThreadSlots];
+
+uintptr_t image_base() { return reinterpret_cast<uintptr_t>(__ehdr_start); }
+
+const abi::BootPage* validated_boot_page() {
+  auto* bp = reinterpret_cast<const abi::BootPage*>(image_base() + abi::kBootOffset);
+  // The boot page is written by the untrusted platform: check everything we rely on. A bad
+  // page means the host is broken or hostile; the enclave cannot run safely.
+  if (bp->magic != abi::kBootMagic || bp->abi_version != abi::kAbiVersion ||
+      bp->image_base != image_base() || bp->heap_base != image_base() + abi::kHeapOffset ||
+      bp->heap_limit > abi::kHeapMaxReserve || bp->thread_slots == 0 ||
+      bp->thread_slots > abi::kMaxThreadSlots) {
+    std::abort();
+  }
+  return bp;
+}
+
+void set_error(uint8_t* out, size_t out_cap, size_t* out_len, std::string_view msg) {
+  if (out_cap == 0 || out == nullptr) {
+    if (out_len) *out_len = 0;
+    return;
+  }
+  size_t n = msg.size() < out_cap - 1 ? msg.size() : out_cap - 1;
+  std::memcpy(out, msg.data(), n);
+  out[n] = 0;
+  if (out_len) *out_len = n + 1;
+}
+
+int32_t copy_out(std::vector<uint8_t>& result, uint32_t slot, uint8_t* out, size_t out_cap,
+                 size_t* out_len) {
+  *out_len = result.size();
+  if (result.size() > out_cap) {
+    // Keep it for kEcallFetchPending on this slot.
+    if (g_pending[slot] == nullptr) g_pending[slot] = new std::vector<uint8_t>();
+    g_pending[slot]->swap(result);
+    return abi::kEcallOutTooSmall;
+  }
+  if (!result.empty()) std::memcpy(out, result.data(), result.size());
+  return abi::kEcallOk;
+}
+
+void put_u64(std::vector<uint8_t>& v, uint64_t x) {
+  uint8_t b[8];
+  std::memcpy(b, &x, 8);
+  v.insert(v.end(), b, b + 8);
+}
+
+int32_t run_builtin(uint32_t slot, uint32_t id, std::vector<uint8_t>& result, std::string& err) {
+  switch (id) {
+    case kEcallFetchPending:
+      if (g_pending[slot] == nullptr || g_pending[slot]->empty()) {
+        err = "no pending output on this thread slot";
+        return abi::kEcallBadInput;
+      }
+      result.swap(*g_pending[slot]);
+      g_pending[slot]->clear();
+      g_pending[slot]->shrink_to_fit();
+      return abi::kEcallOk;
+    case kEcallHeapStats: {
+      auto s = heap().stats();
+      put_u64(result, s.top_bytes);
+      put_u64(result, s.limit_bytes);
+      put_u64(result, s.in_use_bytes);
+      put_u64(result, s.live_allocations);
+      put_u64(result, s.total_allocations);
+      return abi::kEcallOk;
+    }
+    case kEcallSelfCheck: {
+      std::string why;
+      if (!heap().check(&why)) {
+        err = "enclave heap is corrupted: " + why;
+        return abi::kEcallInternal;
+      }
+      return abi::kEcallOk;
+    }
+    default:
+      err = "unknown ECALL id";
+      return abi::kEcallUnknownId;
+  }
+}
+
+}  // namespace
+
+const abi::BootPage& boot_page() {
+  static const abi::BootPage* bp = validated_boot_page();
+  return *bp;
+}
+
+EnclaveHeap& heap() {
+  if (g_heap_state.load(std::memory_order_acquire) == 2) return g_heap;
+  int expected = 0;
+  if (g_heap_state.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
+    const abi::BootPage* bp = validated_boot_page();
+    g_heap.init(reinterpret_cast<void*>(bp->heap_base), abi::kHeapMaxReserve, bp->heap_limit);
+    g_heap_state.store(2, std::memory_order_release);
+  } else {
+    while (g_heap_state.load(std::memory_order_acquire) != 2) {
+    }
+  }
+  return g_heap;
+}
+
+int32_t ocall(uint32_t id, ByteView in, std::vector<uint8_t>& out, size_t max_out) {
+  const abi::BootPage& bp = boot_page();
+  if (bp.ocall == nullptr) return abi::kEcallRefused;
+  // The host writes into an enclave buffer we own; the length it reports is checked.
+  out.resize(max_out);
+  size_t got = 0;
+  int32_t st = bp.ocall(bp.ocall_ctx, id, in.data(), in.size(), out.data(), out.size(), &got);
+  if (got > out.size()) got = out.size();
+  out.resize(st == abi::kEcallOk ? got : 0);
+  return st;
+}
+
+void log(std::string_view msg) {
+  std::vector<uint8_t> out;
+  (void)ocall(kOcallLog, as_bytes_view(msg), out, 0);
+}
+
+uint64_t untrusted_time_ns() {
+  std::vector<uint8_t> out;
+  if (ocall(kOcallTimeNs, {}, out, 8) != abi::kEcallOk || out.size() != 8) return 0;
+  uint64_t t;
+  std::memcpy(&t, out.data(), 8);
+  return t;
+}
+
+}  // namespace constmig::trusted
+
+using constmig::trusted::app_table;
+
+extern "C" __attribute__((visibility("default"))) int32_t constmig_enclave_ecall(
+    uint32_t slot, uint32_t id, const uint8_t* in, size_t in_len, uint8_t* out, size_t out_cap,
+    size_t* out_len) {
+  namespace abi = constmig::abi;
+  using namespace constmig::trusted;
+  if (out_len == nullptr) return abi::kEcallBadInput;
+  *out_len = 0;
+  const abi::BootPage& bp = boot_page();
+  if (slot >= bp.thread_slots) {
+    set_error(out, out_cap, out_len, "thread slot out of range");
+    return abi::kEcallBadInput;
+  }
+  if (in == nullptr && in_len != 0) {
+    set_error(out, out_cap, out_len, "null input with non-zero length");
+    return abi::kEcallBadInput;
+  }
+  std::string err;
+  int32_t st = abi::kEcallOk;
+  try {
+    std::vector<uint8_t> result;
+    if (id >= 0xFFFF0000u) {
+      st = run_builtin(slot, id, result, err);
+    } else {
+      const AppTable& t = app_table();
+      if (id >= t.ecall_count) {
+        err = "unknown ECALL id " + std::to_string(id);
+        st = abi::kEcallUnknownId;
+      } else {
+        // [in] semantics: copy host memory into the enclave once, so the handler never
+        // reads memory the host can change underneath it.
+        std::vector<uint8_t> in_copy(in, in + in_len);
+        EcallIo io{slot, constmig::ByteView(in_copy.data(), in_copy.size()), result, err};
+        st = t.handlers[id](io);
+      }
+    }
+    if (st == abi::kEcallOk) return copy_out(result, slot, out, out_cap, out_len);
+  } catch (const std::bad_alloc&) {
+    st = abi::kEcallOutOfMemory;
+    err = "enclave heap exhausted (raise --max-memory)";
+  } catch (const std::exception& e) {
+    st = abi::kEcallInternal;
+    err = std::string("uncaught exception in enclave: ") + e.what();
+  } catch (...) {
+    st = abi::kEcallInternal;
+    err = "uncaught non-standard exception in enclave";
+  }
+  set_error(out, out_cap, out_len, err.empty() ? "ECALL failed" : err);
+  return st;
+}
+
+extern "C" __attribute__((visibility("default"))) const constmig::abi::EnclaveInfo*
+constmig_enclave_info() {
+  using namespace constmig::trusted;
+  static const constmig::abi::EnclaveInfo info = {
+      constmig::abi::kAbiVersion, app_table().ecall_count, app_table().name,
+      app_table().ecall_names,    app_table().ocall_count, app_table().ocall_names};
+  return &info;
+}

@@ -1,0 +1,100 @@
+#include "pagecounter/host/pagecounter_app.h"
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+#include "pagecounter/pagecounter_edl.h"
+#include "platform/host_edl.h"
+
+CONSTMIG_HOST_EDL(pc_edl, PAGECOUNTER_EDL)
+
+namespace pagecounter {
+namespace {
+
+using namespace constmig;
+
+std::vector<uint8_t> u64s(std::initializer_list<uint64_t> v) {
+  std::vector<uint8_t> out;
+  ByteWriter w(out);
+  for (uint64_t x : v) w.u64(x);
+  return out;
+}
+
+class PagecounterApp final : public host::HostApp {
+ public:
+  explicit PagecounterApp(const host::AppOptions& o) : opts_(o) {}
+  ~PagecounterApp() override { stop(); }
+  std::string name() const override { return "pagecounter"; }
+  std::string image_file() const override { return "pagecounter_enclave.enclave.so"; }
+  std::vector<std::string> ecall_names() const override { return pc_edl::ecall_names(); }
+  platform::OcallTable ocalls() override { return pc_edl::ocall_table(this); }
+  std::string endpoint() const override {
+    return "pagecounter oracle: " + std::to_string(opts_.pages_mib) +
+           " MiB of pages, stepping continuously";
+  }
+
+  Status start(platform::Enclave& e) override {
+    auto r = pc_edl::pc_init(e, u64s({opts_.pages_mib}));
+    if (!r.ok()) return r.take_error();
+    enclave_ = &e;
+    running_ = true;
+    worker_ = std::thread([this] { loop(); });
+    return ok_status();
+  }
+  void stop() override {
+    running_ = false;
+    if (worker_.joinable()) worker_.join();
+  }
+  nlohmann::json stats() override {
+    return {{"rounds", rounds_.load()}, {"touches", touches_.load()},
+            {"checks_passed", checks_.load()}, {"last_error", last_error()}};
+  }
+
+ private:
+  std::string last_error() {
+    std::lock_guard lk(mu_);
+    return err_;
+  }
+  void loop() {
+    uint64_t seed = 1;
+    while (running_) {
+      auto s = pc_edl::pc_step(*enclave_);
+      auto t = pc_edl::pc_touch(*enclave_, u64s({seed++, 1024}));
+      if (!s.ok() || !t.ok()) {
+        std::lock_guard lk(mu_);
+        err_ = !s.ok() ? s.error().message : t.error().message;
+        break;
+      }
+      rounds_++;
+      touches_ += 1024;
+      if (rounds_ % 16 == 0) {
+        auto c = pc_edl::pc_check(*enclave_);
+        if (!c.ok()) {
+          std::lock_guard lk(mu_);
+          err_ = c.error().message;
+          break;
+        }
+        checks_++;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+
+  host::AppOptions opts_;
+  platform::Enclave* enclave_ = nullptr;
+  std::atomic<bool> running_{false};
+  std::thread worker_;
+  std::atomic<uint64_t> rounds_{0}, touches_{0}, checks_{0};
+  std::mutex mu_;
+  std::string err_;
+};
+
+}  // namespace
+
+std::unique_ptr<constmig::host::HostApp> make_pagecounter_app(const constmig::host::AppOptions& o) {
+  return std::make_unique<PagecounterApp>(o);
+}
+
+}  // namespace pagecounter

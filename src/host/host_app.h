@@ -1,0 +1,52 @@
+// The untrusted half of an enclave application, as the constmig tool drives it.
+//
+// UNTRUSTED code. An app = an enclave image (trusted half, built by constmig_add_enclave) + a
+// HostApp (this interface): it names its image and EDL, serves clients through ECALLs, and
+// reports stats. The migration verbs will add Persist-style save/restore hooks here.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/result.h"
+#include "platform/host_enclave.h"
+
+namespace constmig::host {
+
+struct AppOptions {
+  std::string bind = "127.0.0.1";
+  uint16_t port = 6380;
+  int io_threads = 2;
+  uint64_t pages_mib = 64;  // pagecounter: MiB of oracle pages
+};
+
+class HostApp {
+ public:
+  virtual ~HostApp() = default;
+  virtual std::string name() const = 0;
+  virtual std::string image_file() const = 0;  // file name of the enclave image
+  virtual std::vector<std::string> ecall_names() const = 0;
+  virtual platform::OcallTable ocalls() = 0;
+  // Start serving on `enclave` (which outlives the app's serving). Non-blocking.
+  virtual Status start(platform::Enclave& enclave) = 0;
+  virtual void stop() = 0;
+  virtual nlohmann::json stats() = 0;
+  // One line telling the user how to reach the app.
+  virtual std::string endpoint() const = 0;
+};
+
+using AppFactory = std::function<std::unique_ptr<HostApp>(const AppOptions&)>;
+
+// Apps known to the constmig tool (registered in tools/).
+std::map<std::string, AppFactory>& app_registry();
+
+// "64M", "1G", "512MiB", "1073741824" -> bytes.
+Result<uint64_t> parse_size(const std::string& text);
+std::string format_bytes(uint64_t bytes);
+
+}  // namespace constmig::host
