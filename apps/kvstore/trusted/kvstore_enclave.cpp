@@ -1,5 +1,6 @@
 // kvstore enclave (TRUSTED): the KvEngine behind the kv_batch ECALL. Every key and value lives
 // in the ConstMigLib heap.
+#include <algorithm>
 #include <cstring>
 
 #include "kvstore/kvstore_edl.h"
@@ -16,9 +17,13 @@ kvstore::KvEngine& engine() {
   // Constructed on first use, inside the enclave heap; never destroyed (it migrates).
   static kvstore::KvEngine* e = [] {
     kvstore::EngineOptions o;
+    // maxmemory keeps headroom below the heap limit for transient buffers (ECALL copies,
+    // replies), so a full store still answers GET/PING instead of failing every command.
     o.mem_info = [] {
       auto s = trusted::heap().stats();
-      return kvstore::MemInfo{s.in_use_bytes, s.limit_bytes};
+      uint64_t headroom = std::max<uint64_t>(s.limit_bytes / 16, 4ull << 20);
+      uint64_t maxmem = s.limit_bytes > 2 * headroom ? s.limit_bytes - headroom : s.limit_bytes / 2;
+      return kvstore::MemInfo{s.in_use_bytes, maxmem};
     };
     return new kvstore::KvEngine(std::move(o));
   }();
