@@ -22,7 +22,8 @@
 #define CONSTMIG_EDL_T_OSTUB_(name, doc)                                                      \
   [[maybe_unused]] static int32_t ocall_##name(::constmig::ByteView in,                       \
                                                std::vector<uint8_t>& out, size_t max_out) {   \
-    return ::constmig::trusted::ocall(::constmig::trusted::kFirstAppOcall + kOcallId_##name, \
+    return ::constmig::trusted::ocall(                                                        \
+        static_cast<uint32_t>(::constmig::trusted::kFirstAppOcall) + kOcallId_##name,        \
                                       in, out, max_out);                                      \
   }
 

@@ -96,7 +96,7 @@ class EnclaveHeap {
   void free(void* p);                 // nullptr ok; foreign/double/corrupt -> abort()
   void* calloc(size_t n, size_t sz);  // nullptr on n*sz overflow
   void* realloc(void* p, size_t n);   // realloc(p, 0) frees p and returns nullptr (glibc)
-  // Any power-of-two alignment (tested up to 1 MiB); nullptr if align is not a power of two.
+  // Any power-of-two alignment (tested up to 4 MiB); nullptr if align is not a power of two.
   void* aligned_alloc(size_t align, size_t n);
   size_t usable_size(const void* p) const;  // aborts on a pointer this heap did not return
   bool owns(const void* p) const;           // p in [base, base+top)
