@@ -156,8 +156,12 @@ TEST(KvEngine, UnknownCommandLikeRedis) {
 TEST(KvEngine, MemoryLimitGivesOomError) {
   std::atomic<uint64_t> used{1000};
   KvEngine e(MemInfoFn([&] { return MemInfo{used.load(), 1200}; }));
+  // maxmemory = 1200 - 1200/16 = 1125: the rest is kept for replies and allocator slack.
+  EXPECT_EQ(KvEngine::maxmemory_for(1200), 1125u);
+  EXPECT_EQ(KvEngine::maxmemory_for(0), 0u);
+  EXPECT_EQ(KvEngine::maxmemory_for(16ull << 30), (16ull << 30) - (64ull << 20));
   const std::string oom = "-OOM command not allowed when used memory > 'maxmemory'.\r\n";
-  EXPECT_EQ(run(e, {"SET", "k", std::string(50, 'v')}), "+OK\r\n");  // 1000 + 50+1+64 <= 1200
+  EXPECT_EQ(run(e, {"SET", "k", std::string(50, 'v')}), "+OK\r\n");  // 1000 + 50+1+64 <= 1125
   EXPECT_EQ(run(e, {"SET", "k", std::string(200, 'v')}), oom);
   EXPECT_EQ(run(e, {"GET", "k"}), "$50\r\n" + std::string(50, 'v') + "\r\n");
   used = 1190;
@@ -168,7 +172,8 @@ TEST(KvEngine, MemoryLimitGivesOomError) {
   EXPECT_EQ(run(e, {"SET", "x", "y"}), oom);
   std::string info = run(e, {"INFO", "memory"});
   EXPECT_NE(info.find("used_memory:5000\r\n"), std::string::npos);
-  EXPECT_NE(info.find("maxmemory:1200\r\n"), std::string::npos);
+  EXPECT_NE(info.find("maxmemory:1125\r\n"), std::string::npos);
+  EXPECT_NE(info.find("enclave_heap_limit:1200\r\n"), std::string::npos);
 }
 
 TEST(KvEngine, BadAllocBecomesOomReply) {

@@ -210,10 +210,16 @@ uint64_t KvEngine::data_bytes() const {
   return total;
 }
 
+uint64_t KvEngine::maxmemory_for(uint64_t limit_bytes) {
+  if (limit_bytes == 0) return 0;
+  return limit_bytes - std::min<uint64_t>(limit_bytes / kMemoryReserveDivisor, kMemoryReserveMax);
+}
+
 bool KvEngine::would_exceed_memory(size_t needed) const {
   if (!options_.mem_info) return false;
   MemInfo m = options_.mem_info();
-  return m.limit_bytes != 0 && (m.used_bytes > m.limit_bytes || needed > m.limit_bytes - m.used_bytes);
+  uint64_t max = maxmemory_for(m.limit_bytes);
+  return max != 0 && (m.used_bytes > max || needed > max - m.used_bytes);
 }
 
 uint64_t KvEngine::dbsize() const {
@@ -444,10 +450,11 @@ void KvEngine::cmd_info(const std::vector<std::string_view>& argv, std::string& 
     append_human(t, m.used_bytes);
     t.append("\r\n");
     num_field("used_memory_dataset", data_bytes());
-    num_field("maxmemory", m.limit_bytes);
+    num_field("maxmemory", maxmemory_for(m.limit_bytes));
     t.append("maxmemory_human:");
-    append_human(t, m.limit_bytes);
+    append_human(t, maxmemory_for(m.limit_bytes));
     t.append("\r\n");
+    num_field("enclave_heap_limit", m.limit_bytes);
     field("maxmemory_policy", "noeviction");
   }
   if (stats) {
@@ -474,7 +481,7 @@ void KvEngine::cmd_config(const std::vector<std::string_view>& argv, std::string
   if (argv.size() < 3) return wrong_args(reply, "config|get");
   // A few read-only parameters clients ask about (redis-benchmark: save, appendonly).
   std::string maxmemory;
-  append_u64(maxmemory, mem_info().limit_bytes);
+  append_u64(maxmemory, maxmemory_for(mem_info().limit_bytes));
   const std::pair<std::string_view, std::string_view> params[] = {
       {"save", ""},           {"appendonly", "no"}, {"maxmemory", maxmemory},
       {"maxmemory-policy", "noeviction"},            {"databases", "1"},
@@ -530,6 +537,9 @@ Status KvEngine::execute_batch(ByteView encoded_batch, std::string& replies,
                       [&](uint32_t i, const std::vector<std::string_view>& argv) -> bool {
                         size_t used = replies.size() - base;
                         if (i > 0 && used + kWriteReplyReserve > max_reply_bytes) return false;
+                        // Room for any error reply up front (amortised: reserve grows
+                        // geometrically), so that the OOM reply itself never needs memory.
+                        replies.reserve(replies.size() + kWriteReplyReserve);
                         size_t mark = replies.size();
                         Cmd c = lookup(argv[0]);
                         run_one(c, argv, replies);

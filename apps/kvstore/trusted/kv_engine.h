@@ -14,7 +14,9 @@
 //   INFO [section..] | FLUSHALL [ASYNC|SYNC] | CONFIG GET pattern.. | COMMAND [DOCS|COUNT ..] |
 //   SELECT 0
 // Memory: SET and INCR ask the MemInfo hook (the enclave heap's used bytes and limit) and answer
-// "-OOM command not allowed when used memory > 'maxmemory'." when used + needed > limit; a
+// "-OOM command not allowed when used memory > 'maxmemory'." when used + needed > maxmemory,
+// where maxmemory = limit minus a reserve (limit/16, at most 64 MiB) kept for replies, batch
+// decoding and allocator slack, so that a full store still answers reads and deletes. A
 // std::bad_alloc thrown while running a command becomes the same reply, never a crash.
 #pragma once
 
@@ -60,6 +62,11 @@ class KvEngine {
   static constexpr size_t kWriteReplyReserve = 1024;
   // Smallest max_reply_bytes execute_batch accepts.
   static constexpr size_t kMinReplyCapacity = 4096;
+  // Writes stop at limit - min(limit / kMemoryReserveDivisor, kMemoryReserveMax).
+  static constexpr uint64_t kMemoryReserveDivisor = 16;
+  static constexpr uint64_t kMemoryReserveMax = 64ull << 20;
+  // The "maxmemory" (INFO, CONFIG GET, the OOM check) for a heap limit; 0 = no limit.
+  static uint64_t maxmemory_for(uint64_t limit_bytes);
 
   KvEngine() : KvEngine(EngineOptions{}) {}
   explicit KvEngine(EngineOptions options);

@@ -1,6 +1,5 @@
 // kvstore enclave (TRUSTED): the KvEngine behind the kv_batch ECALL. Every key and value lives
 // in the ConstMigLib heap.
-#include <algorithm>
 #include <cstring>
 
 #include "kvstore/kvstore_edl.h"
@@ -17,13 +16,11 @@ kvstore::KvEngine& engine() {
   // Constructed on first use, inside the enclave heap; never destroyed (it migrates).
   static kvstore::KvEngine* e = [] {
     kvstore::EngineOptions o;
-    // maxmemory keeps headroom below the heap limit for transient buffers (ECALL copies,
-    // replies), so a full store still answers GET/PING instead of failing every command.
+    // The engine keeps its own reserve below this limit (KvEngine::maxmemory_for) for
+    // transient buffers, so a full store still answers GET/PING.
     o.mem_info = [] {
       auto s = trusted::heap().stats();
-      uint64_t headroom = std::max<uint64_t>(s.limit_bytes / 16, 4ull << 20);
-      uint64_t maxmem = s.limit_bytes > 2 * headroom ? s.limit_bytes - headroom : s.limit_bytes / 2;
-      return kvstore::MemInfo{s.in_use_bytes, maxmem};
+      return kvstore::MemInfo{s.in_use_bytes, s.limit_bytes};
     };
     return new kvstore::KvEngine(std::move(o));
   }();
@@ -56,9 +53,11 @@ int32_t ecall_kv_batch(trusted::EcallIo& io) {
   uint32_t done = 0;
   size_t needed = 0;
   Status st = engine().execute_batch(batch, replies, max_reply, &done, &needed);
-  if (!st.ok() && st.error().code != Errc::kResourceExhausted) {
+  if (!st.ok() && (st.error().code != Errc::kResourceExhausted || needed == 0)) {
+    // kResourceExhausted with needed == 0: the enclave heap itself is exhausted.
     io.error = "kv_batch: " + st.error().message;
-    return abi::kEcallBadInput;
+    return st.error().code == Errc::kResourceExhausted ? abi::kEcallOutOfMemory
+                                                       : abi::kEcallBadInput;
   }
   io.out.reserve(8 + replies.size());
   put_u32(io.out, st.ok() ? done : 0);
