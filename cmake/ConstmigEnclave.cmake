@@ -14,6 +14,7 @@
 # Enclave code is never built with sanitizers: their runtimes would replace the enclave heap.
 set(CONSTMIG_ENCLAVE_BASE "0x200000000000" CACHE STRING "Default enclave image base (ELRANGE)")
 set(_CONSTMIG_ENCLAVE_VERSION_SCRIPT ${CMAKE_CURRENT_LIST_DIR}/enclave.version)
+set(_CONSTMIG_ENCLAVE_SECTIONS ${CMAKE_CURRENT_LIST_DIR}/enclave_sections.ld)
 
 function(constmig_add_enclave name)
   cmake_parse_arguments(E "NO_CHECK" "BASE" "SOURCES;LIBS" ${ARGN})
@@ -31,8 +32,10 @@ function(constmig_add_enclave name)
     -Wl,-Bsymbolic -Wl,-z,now -Wl,-z,relro
     -Wl,--gc-sections
     -Wl,--undefined=constmig_enclave_ecall -Wl,--undefined=constmig_enclave_info
-    -Wl,--version-script=${_CONSTMIG_ENCLAVE_VERSION_SCRIPT})
-  set_property(TARGET ${name} APPEND PROPERTY LINK_DEPENDS ${_CONSTMIG_ENCLAVE_VERSION_SCRIPT})
+    -Wl,--version-script=${_CONSTMIG_ENCLAVE_VERSION_SCRIPT}
+    -Wl,-T,${_CONSTMIG_ENCLAVE_SECTIONS})
+  set_property(TARGET ${name} APPEND PROPERTY LINK_DEPENDS ${_CONSTMIG_ENCLAVE_VERSION_SCRIPT}
+                                                        ${_CONSTMIG_ENCLAVE_SECTIONS})
   if(NOT E_NO_CHECK)
     add_dependencies(${name} constmig-image-check)
     add_custom_command(TARGET ${name} POST_BUILD

@@ -10,6 +10,9 @@
 //   base + kBootOffset    boot page: written by the platform before the image is loaded,
 //                         per process, NEVER migrated (holds host pointers such as the OCALL
 //                         dispatcher). Read by the trusted runtime, which validates it.
+//   base + kScratchOffset per-instance trusted scratch: memfd_secret, NEVER migrated. Holds what
+//                         belongs to this enclave instance only: the migration context and
+//                         keys, restored-page bitmaps, the crypto library's allocations.
 //   base + kHeapOffset    ConstMigLib heap, memfd_secret, reserved kHeapMaxReserve bytes;
 //                         pages materialise on first touch.
 //
@@ -26,6 +29,8 @@ inline constexpr uint64_t kPageSize = 4096;
 inline constexpr uint64_t kImageMaxSize = 256ull << 20;
 inline constexpr uint64_t kBootOffset = 512ull << 20;
 inline constexpr uint64_t kBootSize = 64ull << 10;
+inline constexpr uint64_t kScratchOffset = 768ull << 20;
+inline constexpr uint64_t kScratchSize = 64ull << 20;
 inline constexpr uint64_t kHeapOffset = 1ull << 30;
 inline constexpr uint64_t kHeapMaxReserve = 64ull << 30;
 inline constexpr uint64_t kHeapMinSize = 16ull << 20;
@@ -58,6 +63,16 @@ enum RuntimeEcall : uint32_t {
   kEcallFetchPending = 0xFFFF0000u,  // re-fetch the output of the last ECALL on this slot
   kEcallHeapStats = 0xFFFF0001u,     // out: 5 x u64 (top, limit, in_use, live, total allocs)
   kEcallSelfCheck = 0xFFFF0002u,     // walk the heap; error if corrupted
+  kEcallLayout = 0xFFFF0003u,        // out: EnclaveLayout
+};
+
+// What the enclave itself says about its memory (kEcallLayout). The trusted side decides what
+// migrates: [globals_begin, globals_end) and [heap_base, heap_base + heap_top).
+struct EnclaveLayout {
+  uint64_t globals_begin, globals_end;    // migrated enclave globals (.data/.bss)
+  uint64_t instance_begin, instance_end;  // per-instance image data (.cm_instance), never migrated
+  uint64_t scratch_base, scratch_size;    // per-instance scratch, never migrated
+  uint64_t heap_base, heap_top;           // heap layout: the range ever used
 };
 
 // Host-side OCALL dispatcher, installed by the platform in the boot page.
@@ -73,6 +88,12 @@ struct BootPage {
   uint64_t heap_limit;     // bytes the heap may grow to (--max-memory), <= kHeapMaxReserve
   OcallDispatchFn ocall;   // host dispatcher (may be null: OCALLs then fail)
   void* ocall_ctx;
+  uint64_t scratch_base;   // must equal image_base + kScratchOffset
+  uint64_t scratch_size;   // kScratchSize
+  // The measurement the platform computed for this image (the enclave compares a migration
+  // peer's quoted measurement with it). EMULATION: given by the platform, like MRENCLAVE is
+  // given by EREPORT; a malicious emulated platform can lie (docs/security.md).
+  uint8_t measurement[32];
   uint64_t flags;          // reserved, 0
 };
 static_assert(sizeof(BootPage) <= kBootSize);

@@ -131,6 +131,7 @@ class EmulatedEnclave final : public Enclave {
     // The image stays mapped (glibc may not unload it); the heap and boot page go. One
     // enclave per image base per process: a later create() at the same base fails cleanly.
     if (heap_ != MAP_FAILED && heap_ != nullptr) munmap(heap_, abi::kHeapMaxReserve);
+    if (scratch_ != MAP_FAILED && scratch_ != nullptr) munmap(scratch_, abi::kScratchSize);
     if (heap_fd_ >= 0) ::close(heap_fd_);
     if (boot_ != MAP_FAILED && boot_ != nullptr) munmap(boot_, abi::kBootSize);
     if (image_fd_ >= 0) ::close(image_fd_);
@@ -344,6 +345,21 @@ class EmulatedEnclave final : public Enclave {
                                                       hex_addr(ranges_.heap_base) + ": " +
                                                       errno_str(e) + hint);
     }
+    // Per-instance scratch: secret, never migrated.
+    int sfd = static_cast<int>(syscall(SYS_memfd_secret, O_CLOEXEC));
+    if (sfd < 0) return make_error(Errc::kPermission, "memfd_secret (scratch): " + errno_str(errno));
+    if (ftruncate(sfd, static_cast<off_t>(abi::kScratchSize)) != 0) {
+      ::close(sfd);
+      return make_error(Errc::kResourceExhausted, "cannot size enclave scratch: " + errno_str(errno));
+    }
+    scratch_ = mmap(reinterpret_cast<void*>(base + abi::kScratchOffset), abi::kScratchSize,
+                    PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED_NOREPLACE | MAP_NORESERVE, sfd, 0);
+    ::close(sfd);
+    if (scratch_ == MAP_FAILED) {
+      return make_error(Errc::kResourceExhausted,
+                        "cannot map the enclave scratch area at " +
+                            hex_addr(base + abi::kScratchOffset) + ": " + errno_str(errno));
+    }
     auto* bp = static_cast<abi::BootPage*>(boot_);
     *bp = abi::BootPage{};
     bp->magic = abi::kBootMagic;
@@ -354,6 +370,9 @@ class EmulatedEnclave final : public Enclave {
     bp->heap_limit = cfg_.heap_limit;
     bp->ocall = &ocall_dispatch;
     bp->ocall_ctx = this;
+    bp->scratch_base = base + abi::kScratchOffset;
+    bp->scratch_size = abi::kScratchSize;
+    std::memcpy(bp->measurement, measurement_.data(), sizeof bp->measurement);
     return ok_status();
   }
 
@@ -476,6 +495,7 @@ class EmulatedEnclave final : public Enclave {
   std::vector<std::string> ecall_names_;
   void* boot_ = nullptr;
   void* heap_ = nullptr;
+  void* scratch_ = nullptr;
   int heap_fd_ = -1;
   int image_fd_ = -1;
   void* dl_ = nullptr;

@@ -13,6 +13,9 @@
 extern "C" {
 // Provided by the linker: the ELF header of this image, i.e. its (fixed) load address.
 extern const char __ehdr_start[] __attribute__((visibility("hidden")));
+// From cmake/enclave_sections.ld and the default linker script.
+extern char __cm_instance_start[] __attribute__((visibility("hidden")));
+extern char __cm_instance_end[] __attribute__((visibility("hidden")));
 }
 
 namespace constmig::trusted {
@@ -24,7 +27,7 @@ std::atomic<int> g_heap_state{0};  // 0 = not yet, 1 = initialising, 2 = ready
 
 // Output kept per thread slot so that a host whose buffer was too small can fetch it without
 // running the ECALL a second time (ECALLs are not idempotent).
-std::vector<uint8_t>* g_pending[abi::kMaxThreadSlots];
+CONSTMIG_INSTANCE std::vector<uint8_t>* g_pending[abi::kMaxThreadSlots];
 
 uintptr_t image_base() { return reinterpret_cast<uintptr_t>(__ehdr_start); }
 
@@ -35,6 +38,8 @@ const abi::BootPage* validated_boot_page() {
   if (bp->magic != abi::kBootMagic || bp->abi_version != abi::kAbiVersion ||
       bp->image_base != image_base() || bp->heap_base != image_base() + abi::kHeapOffset ||
       bp->heap_limit > abi::kHeapMaxReserve || bp->thread_slots == 0 ||
+      bp->scratch_base != image_base() + abi::kScratchOffset ||
+      bp->scratch_size != abi::kScratchSize ||
       bp->thread_slots > abi::kMaxThreadSlots) {
     std::abort();
   }
@@ -91,6 +96,12 @@ int32_t run_builtin(uint32_t slot, uint32_t id, std::vector<uint8_t>& result, st
       put_u64(result, s.total_allocations);
       return abi::kEcallOk;
     }
+    case kEcallLayout: {
+      abi::EnclaveLayout l = layout();
+      const auto* b = reinterpret_cast<const uint8_t*>(&l);
+      result.assign(b, b + sizeof l);
+      return abi::kEcallOk;
+    }
     case kEcallSelfCheck: {
       std::string why;
       if (!heap().check(&why)) {
@@ -110,6 +121,47 @@ int32_t run_builtin(uint32_t slot, uint32_t id, std::vector<uint8_t>& result, st
 const abi::BootPage& boot_page() {
   static const abi::BootPage* bp = validated_boot_page();
   return *bp;
+}
+
+// Start of the migrated globals: the end of PT_GNU_RELRO (page-aligned by the linker), else
+// the start of the writable PT_LOAD. Read from this image's own program headers (the ELF
+// header is mapped at __ehdr_start; the image is at its linked address, so p_vaddr is
+// absolute). Layout per the ELF-64 specification.
+uintptr_t globals_begin() {
+  const auto* eh = reinterpret_cast<const uint8_t*>(__ehdr_start);
+  uint64_t phoff;
+  uint16_t phentsize, phnum;
+  std::memcpy(&phoff, eh + 32, 8);
+  std::memcpy(&phentsize, eh + 54, 2);
+  std::memcpy(&phnum, eh + 56, 2);
+  constexpr uint32_t kPtLoad = 1, kPtGnuRelro = 0x6474e552, kPfW = 2;
+  uintptr_t rw_start = 0, relro_end = 0;
+  for (uint16_t i = 0; i < phnum; ++i) {
+    const uint8_t* ph = eh + phoff + static_cast<uint64_t>(i) * phentsize;
+    uint32_t type, flags;
+    uint64_t vaddr, memsz;
+    std::memcpy(&type, ph, 4);
+    std::memcpy(&flags, ph + 4, 4);
+    std::memcpy(&vaddr, ph + 16, 8);
+    std::memcpy(&memsz, ph + 40, 8);
+    if (type == kPtLoad && (flags & kPfW) && rw_start == 0) rw_start = vaddr;
+    if (type == kPtGnuRelro) relro_end = vaddr + memsz;
+  }
+  return relro_end > rw_start ? relro_end : rw_start;
+}
+
+abi::EnclaveLayout layout() {
+  const abi::BootPage& bp = boot_page();
+  abi::EnclaveLayout l{};
+  l.globals_begin = globals_begin();
+  l.globals_end = reinterpret_cast<uintptr_t>(__cm_instance_start);
+  l.instance_begin = reinterpret_cast<uintptr_t>(__cm_instance_start);
+  l.instance_end = reinterpret_cast<uintptr_t>(__cm_instance_end);
+  l.scratch_base = bp.scratch_base;
+  l.scratch_size = bp.scratch_size;
+  l.heap_base = bp.heap_base;
+  l.heap_top = heap().top();
+  return l;
 }
 
 EnclaveHeap& heap() {

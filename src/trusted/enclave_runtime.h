@@ -41,7 +41,11 @@ struct AppTable {
 
 using abi::kEcallFetchPending;
 using abi::kEcallHeapStats;
+using abi::kEcallLayout;
 using abi::kEcallSelfCheck;
+
+// Marks a global as per-instance: placed in .cm_instance, never migrated (cmake/enclave_sections.ld).
+#define CONSTMIG_INSTANCE __attribute__((section(".cm_instance")))
 using abi::kFirstAppOcall;
 using abi::kOcallLog;
 using abi::kOcallTimeNs;
@@ -54,6 +58,9 @@ EnclaveHeap& heap();
 int32_t ocall(uint32_t id, ByteView in, std::vector<uint8_t>& out, size_t max_out);
 void log(std::string_view msg);
 uint64_t untrusted_time_ns();
+
+// This enclave's memory layout (what migrates and what does not).
+abi::EnclaveLayout layout();
 
 // The boot page written by the platform (validated on first use; aborts if inconsistent).
 const abi::BootPage& boot_page();

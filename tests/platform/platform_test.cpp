@@ -278,3 +278,37 @@ TEST(Platform, MissingImageGivesClearError) {
   EXPECT_EQ(e.error().code, Errc::kNotFound);
   EXPECT_NE(e.error().message.find("/nonexistent/app.enclave.so"), std::string::npos);
 }
+
+TEST(Platform, EnclaveReportsWhatMigratesAndWhatDoesNot) {
+  auto l = load_pagecounter();
+  ASSERT_TRUE(pc::pc_init(*l.enclave, u64s({1})).ok());
+  auto raw = l.enclave->call(constmig::abi::kEcallLayout, {});
+  ASSERT_TRUE(raw.ok()) << raw.error().message;
+  ASSERT_EQ(raw->size(), sizeof(constmig::abi::EnclaveLayout));
+  constmig::abi::EnclaveLayout lay;
+  std::memcpy(&lay, raw->data(), sizeof lay);
+  const auto& r = l.enclave->ranges();
+  // Globals start where RELRO ends (page aligned) and stop before the per-instance section.
+  EXPECT_EQ(lay.globals_begin % 4096, 0u);
+  EXPECT_EQ(lay.globals_begin, r.globals_begin);
+  EXPECT_LT(lay.globals_begin, lay.globals_end);
+  EXPECT_LE(lay.globals_end, lay.instance_begin);
+  EXPECT_LT(lay.instance_begin, lay.instance_end);
+  EXPECT_LE(lay.instance_end, r.globals_end);
+  EXPECT_EQ(lay.scratch_base, r.image_base + constmig::abi::kScratchOffset);
+  EXPECT_EQ(lay.heap_base, r.heap_base);
+  EXPECT_GE(lay.heap_top, 1u << 20);
+  // An app ECALL that changes app state changes bytes inside the migrated globals range
+  // (pagecounter's round counter) and none in the per-instance range.
+  auto snap = [](uint64_t b, uint64_t e) {
+    return std::vector<uint8_t>(reinterpret_cast<uint8_t*>(b), reinterpret_cast<uint8_t*>(e));
+  };
+  auto g0 = snap(lay.globals_begin, lay.globals_end);
+  auto i0 = snap(lay.instance_begin, lay.instance_end);
+  ASSERT_TRUE(pc::pc_step(*l.enclave).ok());
+  EXPECT_NE(g0, snap(lay.globals_begin, lay.globals_end));
+  EXPECT_EQ(i0, snap(lay.instance_begin, lay.instance_end));
+  // The scratch area is secret memory too.
+  reinterpret_cast<volatile uint8_t*>(lay.scratch_base)[0] = 1;
+  EXPECT_EQ(child_reads(getpid(), lay.scratch_base, 64), 1);
+}
