@@ -30,12 +30,13 @@
 #include <string>
 
 #include "common/bytes.h"
+#include "common/quote_format.h"
 #include "common/result.h"
 #include "platform/host_elf.h"
 
 namespace constmig::platform {
 
-using Measurement = std::array<uint8_t, 32>;
+using Measurement = quote::Measurement;
 
 // Lower-case hex of the bytes.
 std::string to_hex(ByteView bytes);

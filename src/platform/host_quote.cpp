@@ -21,6 +21,8 @@
 
 namespace constmig::platform {
 
+using quote::write_signed_part;
+
 void EvpPkeyFree::operator()(evp_pkey_st* k) const {
   EVP_PKEY_free(k);
 }
@@ -241,73 +243,6 @@ std::string format_origin(const std::string& origin) {
 
 // ---------------------------------------------------------------------------------------------
 // Quote encoding.
-
-namespace {
-void write_signed_part(const Quote& q, std::vector<uint8_t>& out) {
-  ByteWriter w(out);
-  w.bytes(ByteView(reinterpret_cast<const uint8_t*>(kQuoteMagic), sizeof kQuoteMagic));
-  w.u16(kQuoteVersion);
-  w.u16(0);
-  w.u32(static_cast<uint32_t>(kQuoteBodySize));
-  w.bytes(q.measurement);
-  w.bytes(q.report_data);
-  w.bytes(q.platform_key_id);
-}
-}  // namespace
-
-std::vector<uint8_t> encode_quote(const Quote& q) {
-  std::vector<uint8_t> out;
-  out.reserve(kQuoteSize);
-  write_signed_part(q, out);
-  ByteWriter(out).bytes(q.signature);
-  return out;
-}
-
-Result<Quote> decode_quote(ByteView bytes) {
-  if (bytes.size() < sizeof kQuoteMagic ||
-      std::memcmp(bytes.data(), kQuoteMagic, sizeof kQuoteMagic) != 0) {
-    return make_error(Errc::kFormat,
-                      "the peer's quote does not start with the magic \"CMQUOTE\": the "
-                      "peer is not a constmig platform or the stream is out of step");
-  }
-  ByteReader r(bytes);
-  (void)r.bytes(sizeof kQuoteMagic);
-  uint16_t version = r.u16();
-  uint16_t flags = r.u16();
-  uint32_t body_len = r.u32();
-  if (!r.ok())
-    return make_error(Errc::kFormat, "the peer's quote is truncated inside its 16-byte header");
-  if (version != kQuoteVersion) {
-    return make_error(Errc::kFormat, "the peer's quote has version " + std::to_string(version) +
-                                         ", this build understands version " +
-                                         std::to_string(kQuoteVersion) +
-                                         ": run the same constmig release on both hosts");
-  }
-  if (flags != 0) {
-    return make_error(Errc::kFormat, "the peer's quote has unknown flags " + std::to_string(flags) +
-                                         ": run the same constmig release on both hosts");
-  }
-  if (body_len != kQuoteBodySize || bytes.size() != kQuoteSize) {
-    return make_error(Errc::kFormat,
-                      "the peer's quote is " + std::to_string(bytes.size()) +
-                          " bytes with a body length of " + std::to_string(body_len) +
-                          "; a version-1 quote is exactly " + std::to_string(kQuoteSize) +
-                          " bytes (body " + std::to_string(kQuoteBodySize) +
-                          "): it was truncated or corrupted in transit");
-  }
-  Quote q;
-  auto copy = [&](auto& field) {
-    ByteView b = r.bytes(field.size());
-    std::copy(b.begin(), b.end(), field.begin());
-  };
-  copy(q.measurement);
-  copy(q.report_data);
-  copy(q.platform_key_id);
-  copy(q.signature);
-  if (!r.ok() || !r.at_end())
-    return make_error(Errc::kInternal, "quote decoder length bookkeeping is wrong: please report");
-  return q;
-}
 
 // ---------------------------------------------------------------------------------------------
 // PlatformKey.

@@ -15,16 +15,7 @@
 // root of trust. What this cannot guarantee (the key is readable by the host and root; a
 // malicious host can sign anything) is written in docs/security.md.
 //
-// Wire layout of an encoded quote (all integers little-endian), 208 bytes:
-//   offset  size  field
-//        0     8  magic "CMQUOTE\0"
-//        8     2  version = 1
-//       10     2  flags = 0 (no flags defined; anything else is refused)
-//       12     4  body length = 192 (bytes after this 16-byte header)
-//       16    32  measurement (host_measure.h)
-//       48    64  report_data (chosen by the enclave, e.g. a hash binding an ephemeral key)
-//      112    32  platform_key_id = SHA-256 of the platform's raw 32-byte Ed25519 public key
-//      144    64  signature: Ed25519 (pure, RFC 8032) over bytes [0, 144)
+// The quote's wire layout and codec are shared with the enclave side: src/common/quote_format.h.
 #pragma once
 
 #include <array>
@@ -39,33 +30,23 @@
 
 #include "common/bytes.h"
 #include "common/result.h"
+#include "common/quote_format.h"
 #include "platform/host_measure.h"
 
 struct evp_pkey_st;  // OpenSSL's EVP_PKEY
 
 namespace constmig::platform {
 
-using PlatformKeyId = std::array<uint8_t, 32>;
+using PlatformKeyId = quote::PlatformKeyId;
 
-inline constexpr char kQuoteMagic[8] = {'C', 'M', 'Q', 'U', 'O', 'T', 'E', '\0'};
-inline constexpr uint16_t kQuoteVersion = 1;
-inline constexpr size_t kQuoteHeaderSize = 16;
-inline constexpr size_t kQuoteBodySize = 32 + 64 + 32 + 64;
-inline constexpr size_t kQuoteSize = kQuoteHeaderSize + kQuoteBodySize;  // 208
-inline constexpr size_t kQuoteSignedSize = kQuoteSize - 64;  // 144: all but the signature
-
-struct Quote {
-  Measurement measurement{};
-  std::array<uint8_t, 64> report_data{};
-  PlatformKeyId platform_key_id{};
-  std::array<uint8_t, 64> signature{};
-};
-
-// Always kQuoteSize bytes.
-std::vector<uint8_t> encode_quote(const Quote& q);
-// Checks magic, version, flags, body length and exact total length (Errc::kFormat). Does NOT
-// check the signature: that is TrustStore::verify.
-Result<Quote> decode_quote(ByteView bytes);
+using quote::decode_quote;
+using quote::encode_quote;
+using quote::kQuoteHeaderSize;
+using quote::kQuoteMagic;
+using quote::kQuoteSignedSize;
+using quote::kQuoteSize;
+using quote::kQuoteVersion;
+using quote::Quote;
 
 struct EvpPkeyFree {
   void operator()(evp_pkey_st* k) const;
