@@ -164,6 +164,60 @@ abi::EnclaveLayout layout() {
   return l;
 }
 
+namespace {
+CONSTMIG_INSTANCE EnclaveHeap g_instance_heap;
+CONSTMIG_INSTANCE std::atomic<int> g_instance_state{0};
+thread_local bool t_instance_alloc = false;
+}  // namespace
+
+EnclaveHeap& instance_heap() {
+  if (g_instance_state.load(std::memory_order_acquire) == 2) return g_instance_heap;
+  int expected = 0;
+  if (g_instance_state.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
+    const abi::BootPage* bp = validated_boot_page();
+    g_instance_heap.init(reinterpret_cast<void*>(bp->scratch_base), bp->scratch_size,
+                         bp->scratch_size);
+    g_instance_state.store(2, std::memory_order_release);
+  } else {
+    while (g_instance_state.load(std::memory_order_acquire) != 2) {
+    }
+  }
+  return g_instance_heap;
+}
+
+InstanceAllocScope::InstanceAllocScope() : prev_(t_instance_alloc) { t_instance_alloc = true; }
+InstanceAllocScope::~InstanceAllocScope() { t_instance_alloc = prev_; }
+bool instance_alloc_active() { return t_instance_alloc; }
+
+void* route_malloc(size_t n) {
+  return t_instance_alloc ? instance_heap().malloc(n) : heap().malloc(n);
+}
+void* route_aligned(size_t align, size_t n) {
+  return t_instance_alloc ? instance_heap().aligned_alloc(align, n) : heap().aligned_alloc(align, n);
+}
+void route_free(void* p) {
+  if (p == nullptr) return;
+  if (g_instance_state.load(std::memory_order_acquire) == 2 && g_instance_heap.owns(p)) {
+    g_instance_heap.free(p);
+  } else {
+    heap().free(p);
+  }
+}
+void* route_realloc(void* p, size_t n) {
+  if (p != nullptr && g_instance_state.load(std::memory_order_acquire) == 2 &&
+      g_instance_heap.owns(p)) {
+    return g_instance_heap.realloc(p, n);
+  }
+  if (p == nullptr && t_instance_alloc) return instance_heap().malloc(n);
+  return heap().realloc(p, n);
+}
+size_t route_usable_size(const void* p) {
+  if (g_instance_state.load(std::memory_order_acquire) == 2 && g_instance_heap.owns(p)) {
+    return g_instance_heap.usable_size(p);
+  }
+  return heap().usable_size(p);
+}
+
 EnclaveHeap& heap() {
   if (g_heap_state.load(std::memory_order_acquire) == 2) return g_heap;
   int expected = 0;

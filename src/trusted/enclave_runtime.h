@@ -51,8 +51,36 @@ using abi::kOcallLog;
 using abi::kOcallTimeNs;
 
 // The enclave heap, initialised from the boot page on first use (possibly during dlopen,
-// from a static constructor).
+// from a static constructor). Migrated.
 EnclaveHeap& heap();
+
+// The per-instance arena over the scratch area: NEVER migrated. The crypto library and the
+// migration machinery allocate here, so that (a) nothing they do after a source enclave's
+// snapshot touches the migrated heap, and (b) a target's own crypto state survives the import
+// of the source's globals and heap.
+EnclaveHeap& instance_heap();
+
+// While alive, malloc/new on this thread allocate from instance_heap() (free() always goes to
+// the heap that owns the pointer). Used around every migration ECALL.
+class InstanceAllocScope {
+ public:
+  InstanceAllocScope();
+  ~InstanceAllocScope();
+  InstanceAllocScope(const InstanceAllocScope&) = delete;
+  InstanceAllocScope& operator=(const InstanceAllocScope&) = delete;
+
+ private:
+  bool prev_;
+};
+bool instance_alloc_active();
+
+// Allocation entry points that route between the two heaps (used by the malloc shims and by
+// the crypto library's memory hooks).
+void* route_malloc(size_t n);
+void* route_aligned(size_t align, size_t n);
+void route_free(void* p);
+void* route_realloc(void* p, size_t n);
+size_t route_usable_size(const void* p);
 
 // Perform an OCALL. Returns an EcallStatus code; `out` receives at most max_out bytes.
 int32_t ocall(uint32_t id, ByteView in, std::vector<uint8_t>& out, size_t max_out);
