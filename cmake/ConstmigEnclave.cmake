@@ -23,7 +23,9 @@ function(constmig_add_enclave name)
   endif()
   add_library(${name} SHARED ${E_SOURCES})
   set_target_properties(${name} PROPERTIES PREFIX "" SUFFIX ".enclave.so")
-  target_link_libraries(${name} PRIVATE constmig_trusted_runtime ${E_LIBS})
+  # The runtime, the crypto library and its libc shims reference each other: one link group.
+  target_link_libraries(${name} PRIVATE ${E_LIBS}
+    "$<LINK_GROUP:RESCAN,constmig_trusted_runtime,constmig_trusted_crypto,constmig_trusted_libc_shims,constmig_libcrypto_static>")
   target_compile_options(${name} PRIVATE -fPIC -ffunction-sections -fdata-sections
                                          -fvisibility=hidden -fvisibility-inlines-hidden)
   target_link_options(${name} PRIVATE

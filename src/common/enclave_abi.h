@@ -64,6 +64,39 @@ enum RuntimeEcall : uint32_t {
   kEcallHeapStats = 0xFFFF0001u,     // out: 5 x u64 (top, limit, in_use, live, total allocs)
   kEcallSelfCheck = 0xFFFF0002u,     // walk the heap; error if corrupted
   kEcallLayout = 0xFFFF0003u,        // out: EnclaveLayout
+
+  // Migration (ConstMigLib, src/trusted/migration/enclave_migration.h documents each one).
+  // They bypass the host's ECALL gate and never allocate from the migrated heap.
+  kEcallMigFirst = 0xFFFF0100u,
+  kEcallMigHello = 0xFFFF0100u,
+  kEcallMigPeer = 0xFFFF0101u,
+  kEcallMigConfirm = 0xFFFF0102u,
+  kEcallMigFreeze = 0xFFFF0103u,
+  kEcallMigSealHostState = 0xFFFF0104u,
+  kEcallMigExportPages = 0xFFFF0105u,
+  kEcallMigManifest = 0xFFFF0106u,
+  kEcallMigImportSmall = 0xFFFF0107u,
+  kEcallMigOpenHostState = 0xFFFF0108u,
+  kEcallMigImportPages = 0xFFFF0109u,
+  kEcallMigFinish = 0xFFFF010Au,
+  kEcallMigMakeAbort = 0xFFFF010Bu,
+  kEcallMigCommit = 0xFFFF010Cu,
+  kEcallMigAbort = 0xFFFF010Du,
+  kEcallMigForceResume = 0xFFFF010Eu,
+  kEcallMigReset = 0xFFFF010Fu,
+  kEcallMigStatus = 0xFFFF0110u,
+  kEcallMigLast = 0xFFFF0110u,
+};
+
+// Migration state of an enclave instance (kEcallMigStatus).
+enum MigState : uint32_t {
+  kMigRunning = 0,    // normal: app ECALLs run
+  kMigHandshake = 1,  // HELLO made, peer not yet verified
+  kMigKeyed = 2,      // keys derived, peer confirmed (source: still runs app ECALLs)
+  kMigFrozen = 3,     // source after the snapshot: app ECALLs refused until commit/abort
+  kMigImporting = 4,  // target: receiving state; app ECALLs refused
+  kMigDead = 5,       // source after commit: refuses every app ECALL, forever
+  kMigFailed = 6,     // target that refused the incoming state: never runs the app
 };
 
 // What the enclave itself says about its memory (kEcallLayout). The trusted side decides what

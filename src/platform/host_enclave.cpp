@@ -162,6 +162,7 @@ class EmulatedEnclave final : public Enclave {
   }
 
   Result<size_t> ecall(uint32_t id, ByteView in, MutableByteView out) override {
+    GateGuard gate(*this, id);
     uint32_t slot = acquire_slot();
     size_t len = 0;
     int32_t st = ecall_fn_(slot, id, in.data(), in.size(), out.data(), out.size(), &len);
@@ -171,6 +172,7 @@ class EmulatedEnclave final : public Enclave {
   }
 
   Result<std::vector<uint8_t>> call(uint32_t id, ByteView in, size_t initial_out) override {
+    GateGuard gate(*this, id);
     std::vector<uint8_t> out(initial_out < 256 ? 256 : initial_out);
     uint32_t slot = acquire_slot();
     size_t len = 0;
@@ -207,6 +209,42 @@ class EmulatedEnclave final : public Enclave {
   Result<Quote> quote(std::span<const uint8_t, 64> report_data) override {
     if (key_ == nullptr) return make_error(Errc::kState, "this platform has no signing key");
     return key_->sign_quote(measurement_, report_data);
+  }
+
+  Status hold_app_ecalls(std::chrono::milliseconds timeout) override {
+    std::unique_lock lk(gate_mu_);
+    if (!held_) {
+      held_ = true;
+      hold_started_ns_ = realtime_ns();
+    }
+    if (!gate_cv_.wait_for(lk, timeout, [&] { return inflight_ == 0; })) {
+      return make_error(Errc::kTimeout,
+                        std::to_string(inflight_) + " ECALLs still running after " +
+                            std::to_string(timeout.count()) +
+                            " ms; new ECALLs stay held (release or retry the stop phase)");
+    }
+    return ok_status();
+  }
+  void release_app_ecalls() override {
+    {
+      std::lock_guard lk(gate_mu_);
+      held_ = false;
+      first_served_ns_ = 0;
+      await_first_ = true;
+    }
+    gate_cv_.notify_all();
+  }
+  bool app_ecalls_held() const override {
+    std::lock_guard lk(gate_mu_);
+    return held_;
+  }
+  uint64_t hold_started_ns() const override {
+    std::lock_guard lk(gate_mu_);
+    return hold_started_ns_;
+  }
+  uint64_t first_served_after_release_ns() const override {
+    std::lock_guard lk(gate_mu_);
+    return first_served_ns_;
   }
 
   int32_t dispatch_ocall(uint32_t id, const uint8_t* in, size_t in_len, uint8_t* out,
@@ -251,6 +289,30 @@ class EmulatedEnclave final : public Enclave {
 
  private:
   EmulatedEnclave() = default;
+
+  // Holds app ECALLs at entry while the gate is closed; counts those in flight.
+  struct GateGuard {
+    GateGuard(EmulatedEnclave& e, uint32_t id) : e_(e), app_(id < abi::kFirstRuntimeEcall) {
+      if (!app_) return;
+      std::unique_lock lk(e_.gate_mu_);
+      e_.gate_cv_.wait(lk, [&] { return !e_.held_; });
+      ++e_.inflight_;
+    }
+    ~GateGuard() {
+      if (!app_) return;
+      {
+        std::lock_guard lk(e_.gate_mu_);
+        --e_.inflight_;
+        if (e_.await_first_) {
+          e_.await_first_ = false;
+          e_.first_served_ns_ = realtime_ns();
+        }
+      }
+      e_.gate_cv_.notify_all();
+    }
+    EmulatedEnclave& e_;
+    bool app_;
+  };
 
   Error status_error(int32_t st, uint32_t id, MutableByteView out, size_t len) {
     std::string msg;
@@ -500,6 +562,13 @@ class EmulatedEnclave final : public Enclave {
   int image_fd_ = -1;
   void* dl_ = nullptr;
   constmig_enclave_ecall_fn ecall_fn_ = nullptr;
+  mutable std::mutex gate_mu_;
+  std::condition_variable gate_cv_;
+  bool held_ = false;
+  bool await_first_ = false;
+  uint64_t inflight_ = 0;
+  uint64_t hold_started_ns_ = 0;
+  uint64_t first_served_ns_ = 0;
   std::mutex slot_mu_;
   std::condition_variable slot_cv_;
   std::vector<bool> slot_free_;
@@ -529,6 +598,12 @@ class EmulatedPlatform final : public Platform {
 };
 
 }  // namespace
+
+uint64_t realtime_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
 
 std::string default_state_dir() {
   if (const char* h = std::getenv("CONSTMIG_HOME"); h && *h) return h;

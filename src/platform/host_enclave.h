@@ -15,6 +15,7 @@
 // nothing in ConstMigLib (src/trusted) depends on which backend runs it.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -83,7 +84,21 @@ class Enclave {
   virtual Result<HeapStats> heap_stats() = 0;
   // EREPORT + quoting enclave analogue: a quote over this enclave's measurement.
   virtual Result<Quote> quote(std::span<const uint8_t, 64> report_data) = 0;
+
+  // ECALL gate for migration. hold_app_ecalls(): new app ECALLs wait at entry; returns once no
+  // app ECALL is in flight, or kTimeout (ECALLs stay held) naming how many still run.
+  // Runtime ECALLs (id >= abi::kFirstRuntimeEcall) are never held.
+  virtual Status hold_app_ecalls(std::chrono::milliseconds timeout) = 0;
+  virtual void release_app_ecalls() = 0;
+  virtual bool app_ecalls_held() const = 0;
+  // CLOCK_REALTIME ns when the current/last hold began, and when the first app ECALL completed
+  // after the last release (0 = none yet).
+  virtual uint64_t hold_started_ns() const = 0;
+  virtual uint64_t first_served_after_release_ns() const = 0;
 };
+
+// CLOCK_REALTIME in ns (what migration timestamps use: comparable across processes).
+uint64_t realtime_ns();
 
 struct PlatformOptions {
   // Per-platform signing key (created if missing). Empty: an ephemeral key for this process.

@@ -9,6 +9,7 @@
 #include <new>
 
 #include "trusted/enclave_edl.h"
+#include "trusted/migration/enclave_migration.h"
 
 extern "C" {
 // Provided by the linker: the ELF header of this image, i.e. its (fixed) load address.
@@ -57,8 +58,10 @@ void set_error(uint8_t* out, size_t out_cap, size_t* out_len, std::string_view m
   if (out_len) *out_len = n + 1;
 }
 
-int32_t copy_out(std::vector<uint8_t>& result, uint32_t slot, uint8_t* out, size_t out_cap,
-                 size_t* out_len) {
+}  // namespace
+
+int32_t deliver_output(std::vector<uint8_t>& result, uint32_t slot, uint8_t* out, size_t out_cap,
+                       size_t* out_len) {
   *out_len = result.size();
   if (result.size() > out_cap) {
     // Keep it for kEcallFetchPending on this slot.
@@ -69,6 +72,8 @@ int32_t copy_out(std::vector<uint8_t>& result, uint32_t slot, uint8_t* out, size
   if (!result.empty()) std::memcpy(out, result.data(), result.size());
   return abi::kEcallOk;
 }
+
+namespace {
 
 void put_u64(std::vector<uint8_t>& v, uint64_t x) {
   uint8_t b[8];
@@ -277,15 +282,21 @@ extern "C" __attribute__((visibility("default"))) int32_t constmig_enclave_ecall
     set_error(out, out_cap, out_len, "null input with non-zero length");
     return abi::kEcallBadInput;
   }
+  if (id >= abi::kEcallMigFirst && id <= abi::kEcallMigLast) {
+    return constmig::trusted::mig::dispatch(slot, id, in, in_len, out, out_cap, out_len);
+  }
   std::string err;
   int32_t st = abi::kEcallOk;
   try {
     std::vector<uint8_t> result;
-    if (id >= 0xFFFF0000u) {
+    if (id < abi::kFirstRuntimeEcall && !constmig::trusted::mig::app_enter(&err)) {
+      st = abi::kEcallRefused;
+    } else if (id >= 0xFFFF0000u) {
       st = run_builtin(slot, id, result, err);
     } else {
       const AppTable& t = app_table();
       if (id >= t.ecall_count) {
+        constmig::trusted::mig::app_exit();
         err = "unknown ECALL id " + std::to_string(id);
         st = abi::kEcallUnknownId;
       } else {
@@ -293,10 +304,13 @@ extern "C" __attribute__((visibility("default"))) int32_t constmig_enclave_ecall
         // reads memory the host can change underneath it.
         std::vector<uint8_t> in_copy(in, in + in_len);
         EcallIo io{slot, constmig::ByteView(in_copy.data(), in_copy.size()), result, err};
+        struct Exit {
+          ~Exit() { constmig::trusted::mig::app_exit(); }
+        } exit_guard;
         st = t.handlers[id](io);
       }
     }
-    if (st == abi::kEcallOk) return copy_out(result, slot, out, out_cap, out_len);
+    if (st == abi::kEcallOk) return deliver_output(result, slot, out, out_cap, out_len);
   } catch (const std::bad_alloc&) {
     st = abi::kEcallOutOfMemory;
     err = "enclave heap exhausted (raise --max-memory)";

@@ -90,6 +90,11 @@ uint64_t untrusted_time_ns();
 // This enclave's memory layout (what migrates and what does not).
 abi::EnclaveLayout layout();
 
+// Copy an ECALL's output to the host buffer, or keep it for kEcallFetchPending on this slot
+// when it does not fit (returns kEcallOutTooSmall with *out_len = size needed).
+int32_t deliver_output(std::vector<uint8_t>& result, uint32_t slot, uint8_t* out, size_t out_cap,
+                       size_t* out_len);
+
 // The boot page written by the platform (validated on first use; aborts if inconsistent).
 const abi::BootPage& boot_page();
 

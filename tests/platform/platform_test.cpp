@@ -217,10 +217,10 @@ TEST(Platform, ForbiddenImportIsRefusedByName) {
   auto e = (*p)->create_enclave(cfg);
   ASSERT_FALSE(e.ok());
   EXPECT_EQ(e.error().code, Errc::kSecurity);
-  EXPECT_NE(e.error().message.find("'fopen'"), std::string::npos) << e.error().message;
+  EXPECT_NE(e.error().message.find("'popen'"), std::string::npos) << e.error().message;
   auto c = check_image(BAD_IMPORT_IMAGE, 8);
   ASSERT_FALSE(c.ok());
-  EXPECT_NE(c.error().message.find("'fopen'"), std::string::npos) << c.error().message;
+  EXPECT_NE(c.error().message.find("'popen'"), std::string::npos) << c.error().message;
 }
 
 TEST(Platform, MeasurementTracksEveryLoadedByte) {

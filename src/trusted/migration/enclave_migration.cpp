@@ -1,0 +1,801 @@
+// ConstMigLib migration core (TRUSTED). See enclave_migration.h.
+#include "trusted/migration/enclave_migration.h"
+
+#include <array>
+#include <atomic>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+#include "common/bytes.h"
+#include "common/enclave_abi.h"
+#include "common/quote_format.h"
+#include "common/wire_format.h"
+#include "trusted/crypto/enclave_crypto.h"
+#include "trusted/enclave_runtime.h"
+
+namespace constmig::trusted::mig {
+namespace {
+
+namespace wire = constmig::wire;
+namespace crypto = constmig::trusted::crypto;
+using Key32 = std::array<uint8_t, 32>;
+
+constexpr uint32_t kEpoch = 1;
+constexpr size_t kMaxTrustKeys = 1024;
+constexpr uint32_t kSmallStateVersion = 1;
+constexpr size_t kSmallStateHeader = 48;  // u32 version, u32 0, 5 x u64 layout
+
+// One migration's state. Lives in the per-instance arena; pointed to by an instance global.
+struct Context {
+  std::mutex mu;  // serialises state transitions; page export/import run concurrently
+  std::atomic<uint32_t> state{abi::kMigRunning};
+  wire::Role role = wire::Role::kSource;
+  wire::Mode mode = wire::Mode::kStopAndCopy;
+  std::string app_name;
+  std::optional<crypto::X25519KeyPair> kp;
+  std::vector<uint8_t> own_binding;  // our HELLO with the quote zeroed
+  std::array<uint8_t, 16> mig_id{};
+  Key32 k_s2t{}, k_t2s{}, confirm_own{}, confirm_peer{};
+  std::atomic<uint64_t> nonce_send{0};  // counter for the key we send with
+  // Last nonce counter accepted per receive direction is not needed: each record is
+  // identified by (kind, index) in its AAD and accepted at most once (bitmaps / states).
+  std::unique_ptr<crypto::Aead> aead_slots_seal[abi::kMaxThreadSlots];
+  std::unique_ptr<crypto::Aead> aead_slots_open[abi::kMaxThreadSlots];
+  std::mutex aead_mu;
+  // Heap layout of this migration.
+  uint64_t pages = 0, heap_top = 0;
+  // Per page: bit 0 = done (exported on the source, installed on the target), bit 1 = zero.
+  std::unique_ptr<std::atomic<uint8_t>[]> page_bits;
+  std::atomic<uint64_t> pages_done{0};
+  bool small_state_done = false, host_state_done = false;
+};
+
+CONSTMIG_INSTANCE Context* g_ctx = nullptr;
+CONSTMIG_INSTANCE std::atomic<int64_t> g_app_inflight{0};
+CONSTMIG_INSTANCE std::mutex g_ctx_mu;
+
+Context& ctx() {
+  std::lock_guard lk(g_ctx_mu);
+  if (g_ctx == nullptr) g_ctx = new Context();  // instance arena (caller holds the scope)
+  return *g_ctx;
+}
+
+const char* state_name(uint32_t s) {
+  switch (s) {
+    case abi::kMigRunning: return "running";
+    case abi::kMigHandshake: return "handshake";
+    case abi::kMigKeyed: return "keyed";
+    case abi::kMigFrozen: return "frozen";
+    case abi::kMigImporting: return "importing";
+    case abi::kMigDead: return "dead";
+    case abi::kMigFailed: return "failed";
+  }
+  return "?";
+}
+
+struct Call {
+  uint32_t slot;
+  ByteView in;
+  std::vector<uint8_t>& out;
+  std::string& err;
+};
+
+int32_t fail(Call& c, int32_t code, std::string msg) {
+  c.err = std::move(msg);
+  return code;
+}
+int32_t fail(Call& c, const Error& e) {
+  c.err = e.message;
+  return e.code == Errc::kSecurity || e.code == Errc::kFormat ? abi::kEcallBadInput
+                                                              : abi::kEcallInternal;
+}
+
+// Moving to FAILED on the target: it will never run the app on what it received.
+int32_t fail_target(Context& m, Call& c, std::string msg) {
+  if (m.role == wire::Role::kTarget) m.state = abi::kMigFailed;
+  return fail(c, abi::kEcallBadInput, "migration refused: " + msg);
+}
+
+const Key32& send_key(const Context& m) {
+  return m.role == wire::Role::kSource ? m.k_s2t : m.k_t2s;
+}
+const Key32& recv_key(const Context& m) {
+  return m.role == wire::Role::kSource ? m.k_t2s : m.k_s2t;
+}
+
+Result<crypto::Aead*> slot_aead(Context& m, uint32_t slot, bool seal) {
+  auto& arr = seal ? m.aead_slots_seal : m.aead_slots_open;
+  if (slot >= abi::kMaxThreadSlots) return make_error(Errc::kInvalidArgument, "bad slot");
+  std::lock_guard lk(m.aead_mu);
+  if (!arr[slot]) {
+    auto a = crypto::Aead::create(seal ? send_key(m) : recv_key(m));
+    if (!a.ok()) return a.take_error();
+    arr[slot] = std::make_unique<crypto::Aead>(std::move(a).value());
+  }
+  return arr[slot].get();
+}
+
+// Seal one record of a sealed frame type and encode its payload.
+Status seal_record(Context& m, uint32_t slot, wire::FrameType type, ByteView plaintext,
+                   std::vector<uint8_t>& out) {
+  auto kind = wire::record_kind_for(type);
+  if (!kind) return make_error(Errc::kInternal, "not a sealed frame type");
+  CM_ASSIGN_OR_RETURN(crypto::Aead * aead, slot_aead(m, slot, true));
+  uint64_t nonce = m.nonce_send.fetch_add(1) + 1;
+  wire::Aad aad = wire::record_aad(m.mig_id, *kind, kEpoch, 0, 1, 0);
+  std::vector<uint8_t> ct(plaintext.size());
+  std::array<uint8_t, 16> tag{};
+  CM_TRY(aead->seal(wire::gcm_nonce(nonce), aad, plaintext, ct.data(), tag));
+  wire::SealedRecord r;
+  r.nonce = nonce;
+  r.ciphertext = ct;
+  r.tag = tag;
+  return wire::encode_sealed(type, r, out);
+}
+
+Result<std::vector<uint8_t>> open_record(Context& m, uint32_t slot, wire::FrameType type,
+                                         ByteView payload) {
+  CM_ASSIGN_OR_RETURN(wire::SealedRecord r, wire::decode_sealed(type, payload));
+  auto kind = wire::record_kind_for(type);
+  if (!kind || r.index != 0 || r.count != 1 || r.section != 0) {
+    return make_error(Errc::kSecurity, "unexpected record numbering in " +
+                                           wire::frame_type_name(type));
+  }
+  CM_ASSIGN_OR_RETURN(crypto::Aead * aead, slot_aead(m, slot, false));
+  wire::Aad aad = wire::record_aad(m.mig_id, *kind, kEpoch, 0, 1, 0);
+  std::vector<uint8_t> pt(r.ciphertext.size());
+  std::array<uint8_t, 16> tag{};
+  std::memcpy(tag.data(), r.tag.data(), tag.size());
+  Status st = aead->open(wire::gcm_nonce(r.nonce), aad, r.ciphertext, pt.data(), tag);
+  if (!st.ok()) {
+    return make_error(Errc::kSecurity, wire::frame_type_name(type) +
+                                           " record failed authentication (tampered, replayed "
+                                           "from another migration, or wrong keys)");
+  }
+  return pt;
+}
+
+Key32 token_plaintext(const Context& m, const char* what) {
+  std::vector<uint8_t> b(what, what + std::strlen(what));
+  b.insert(b.end(), m.mig_id.begin(), m.mig_id.end());
+  return crypto::sha256(b);
+}
+
+bool ct_equal(ByteView a, ByteView b) {
+  if (a.size() != b.size()) return false;
+  uint8_t d = 0;
+  for (size_t i = 0; i < a.size(); ++i) d |= a[i] ^ b[i];
+  return d == 0;
+}
+
+void wipe_keys(Context& m) {
+  crypto::wipe(m.k_s2t);
+  crypto::wipe(m.k_t2s);
+  crypto::wipe(m.confirm_own);
+  crypto::wipe(m.confirm_peer);
+  m.kp.reset();
+  std::lock_guard lk(m.aead_mu);
+  for (auto& a : m.aead_slots_seal) a.reset();
+  for (auto& a : m.aead_slots_open) a.reset();
+}
+
+// ---- handshake ----------------------------------------------------------------------------
+
+int32_t mig_hello(Context& m, Call& c) {
+  ByteReader r(c.in);
+  uint8_t role = r.u8(), mode = r.u8();
+  std::string_view app = r.str32(wire::kMaxAppName);
+  if (!r.at_end() || (role != 1 && role != 2) || (mode != 1 && mode != 2) || app.empty()) {
+    return fail(c, abi::kEcallBadInput, "MigHello: expected u8 role, u8 mode, app name");
+  }
+  std::lock_guard lk(m.mu);
+  uint32_t s = m.state;
+  if (s != abi::kMigRunning && s != abi::kMigHandshake && s != abi::kMigKeyed) {
+    return fail(c, abi::kEcallRefused,
+                std::string("cannot start a migration: enclave is ") + state_name(s));
+  }
+  if (s == abi::kMigKeyed && m.role == wire::Role::kSource) {
+    return fail(c, abi::kEcallRefused,
+                "this source enclave is already bound to a migration target; reset it first");
+  }
+  if (auto st = crypto::init(); !st.ok()) return fail(c, st.error());
+  auto kp = crypto::x25519_generate();
+  if (!kp.ok()) return fail(c, kp.error());
+  m.kp = std::move(kp).value();
+  m.role = static_cast<wire::Role>(role);
+  m.mode = static_cast<wire::Mode>(mode);
+  m.app_name.assign(app);
+  const abi::BootPage& bp = boot_page();
+  wire::Hello h;
+  h.role = m.role;
+  h.mode = m.mode;
+  h.thread_slots = bp.thread_slots;
+  h.heap_limit = bp.heap_limit;
+  h.x25519_public = m.kp->pub;
+  if (auto st = crypto::random_bytes(h.nonce); !st.ok()) return fail(c, st.error());
+  h.app_name = m.app_name;
+  m.own_binding.clear();
+  if (auto st = wire::encode_hello_for_binding(h, m.own_binding); !st.ok()) return fail(c, st.error());
+  Key32 digest = crypto::sha256(m.own_binding);
+  std::vector<uint8_t> hello;
+  if (auto st = wire::encode_hello(h, hello); !st.ok()) return fail(c, st.error());
+  ByteWriter w(c.out);
+  w.u32(static_cast<uint32_t>(hello.size()));
+  w.bytes(hello);
+  std::array<uint8_t, 64> rd{};
+  std::memcpy(rd.data(), digest.data(), digest.size());
+  w.bytes(rd);
+  m.state = abi::kMigHandshake;
+  return abi::kEcallOk;
+}
+
+int32_t mig_peer(Context& m, Call& c) {
+  ByteReader r(c.in);
+  uint32_t n = r.u32();
+  ByteView peer_bytes = r.bytes(n <= wire::kHelloSize ? n : 0);
+  uint32_t nkeys = r.u32();
+  if (!r.ok() || n != wire::kHelloSize || nkeys == 0 || nkeys > kMaxTrustKeys ||
+      r.remaining() != nkeys * 32ull) {
+    return fail(c, abi::kEcallBadInput,
+                "MigPeer: expected the peer's HELLO and 1.." + std::to_string(kMaxTrustKeys) +
+                    " trusted platform keys");
+  }
+  std::lock_guard lk(m.mu);
+  if (m.state != abi::kMigHandshake) {
+    return fail(c, abi::kEcallRefused,
+                std::string("MigPeer: no handshake in progress (enclave is ") +
+                    state_name(m.state) + ")");
+  }
+  auto peer = wire::decode_hello(peer_bytes);
+  if (!peer.ok()) return fail_target(m, c, "peer HELLO: " + peer.error().message);
+  if (peer->role == m.role) return fail_target(m, c, "the peer claims our own role");
+  if (peer->mode != m.mode) {
+    return fail_target(m, c, std::string("the peer wants mode ") +
+                                 std::string(wire::mode_name(peer->mode)) + ", we run " +
+                                 std::string(wire::mode_name(m.mode)));
+  }
+  if (peer->app_name != m.app_name) {
+    return fail_target(m, c, "the peer runs app '" + peer->app_name + "', we run '" +
+                                 m.app_name + "'");
+  }
+  // The quote: signed by a trusted platform, for our own measurement, binding this HELLO.
+  auto q = quote::decode_quote(peer->quote);
+  if (!q.ok()) return fail_target(m, c, q.error().message);
+  std::optional<std::array<uint8_t, 32>> signer;
+  for (uint32_t i = 0; i < nkeys; ++i) {
+    ByteView k = r.bytes(32);
+    if (crypto::sha256(k) == q->platform_key_id) {
+      signer.emplace();
+      std::memcpy(signer->data(), k.data(), 32);
+      break;
+    }
+  }
+  if (!signer) {
+    return fail_target(m, c, "the peer's quote is signed by a platform that is not in the "
+                             "trust store (add its key with `constmig platform --export-key`)");
+  }
+  ByteView signed_part(peer->quote.data(), quote::kQuoteSignedSize);
+  if (!crypto::ed25519_verify(*signer, signed_part, q->signature).ok()) {
+    return fail_target(m, c, "the peer's quote signature is invalid");
+  }
+  if (!ct_equal(q->measurement, ByteView(boot_page().measurement, 32))) {
+    return fail_target(m, c, "the peer enclave's measurement differs from ours: both hosts "
+                             "must run the same enclave image");
+  }
+  std::vector<uint8_t> peer_binding;
+  if (auto st = wire::encode_hello_for_binding(*peer, peer_binding); !st.ok()) {
+    return fail_target(m, c, st.error().message);
+  }
+  Key32 pd = crypto::sha256(peer_binding);
+  std::array<uint8_t, 32> zero{};
+  if (!ct_equal(ByteView(q->report_data.data(), 32), pd) ||
+      !ct_equal(ByteView(q->report_data.data() + 32, 32), zero)) {
+    return fail_target(m, c, "the peer's quote does not bind its HELLO (key, nonce, role)");
+  }
+  // Key schedule. Transcript = source binding || target binding.
+  auto shared = crypto::x25519_shared(*m.kp, peer->x25519_public);
+  if (!shared.ok()) return fail_target(m, c, shared.error().message);
+  std::vector<uint8_t> transcript;
+  const auto& src = m.role == wire::Role::kSource ? m.own_binding : peer_binding;
+  const auto& tgt = m.role == wire::Role::kSource ? peer_binding : m.own_binding;
+  transcript.insert(transcript.end(), src.begin(), src.end());
+  transcript.insert(transcript.end(), tgt.begin(), tgt.end());
+  Key32 th = crypto::sha256(transcript);
+  std::array<uint8_t, 32 + 32 + 16 + 32 + 32> okm{};
+  static const char kInfo[] = "constmig v1 migration keys";
+  Status st = crypto::hkdf_sha256(*shared, th, as_bytes_view(kInfo), okm);
+  crypto::wipe(*shared);
+  if (!st.ok()) return fail(c, st.error());
+  std::memcpy(m.k_s2t.data(), okm.data(), 32);
+  std::memcpy(m.k_t2s.data(), okm.data() + 32, 32);
+  std::memcpy(m.mig_id.data(), okm.data() + 64, 16);
+  const uint8_t* conf_src = okm.data() + 80;
+  const uint8_t* conf_tgt = okm.data() + 112;
+  bool src_role = m.role == wire::Role::kSource;
+  std::memcpy(m.confirm_own.data(), src_role ? conf_src : conf_tgt, 32);
+  std::memcpy(m.confirm_peer.data(), src_role ? conf_tgt : conf_src, 32);
+  crypto::wipe(okm);
+  m.nonce_send = 0;
+  c.out.assign(m.confirm_own.begin(), m.confirm_own.end());
+  return abi::kEcallOk;
+}
+
+int32_t mig_confirm(Context& m, Call& c) {
+  std::lock_guard lk(m.mu);
+  if (m.state != abi::kMigHandshake || c.in.size() != 32) {
+    return fail(c, abi::kEcallRefused, "MigConfirm: no handshake awaiting confirmation");
+  }
+  if (!ct_equal(c.in, m.confirm_peer)) {
+    return fail_target(m, c, "key confirmation mismatch: the peer derived other keys");
+  }
+  m.state = abi::kMigKeyed;
+  return abi::kEcallOk;
+}
+
+// ---- source ---------------------------------------------------------------------------------
+
+int32_t mig_freeze(Context& m, Call& c) {
+  std::lock_guard lk(m.mu);
+  if (m.role != wire::Role::kSource || m.state != abi::kMigKeyed) {
+    return fail(c, abi::kEcallRefused,
+                std::string("MigFreeze: needs a keyed source (enclave is ") +
+                    state_name(m.state) + ")");
+  }
+  // The snapshot. No app ECALL runs (the host held them; the enclave refuses them from here
+  // on), and this ECALL allocates only from the instance arena.
+  m.state = abi::kMigFrozen;
+  if (int64_t n = g_app_inflight.load(); n != 0) {
+    m.state = abi::kMigKeyed;
+    return fail(c, abi::kEcallRefused,
+                std::to_string(n) + " app ECALLs are still running: the host must hold new "
+                                    "ECALLs and wait for in-flight ones before the freeze");
+  }
+  abi::EnclaveLayout l = layout();
+  uint64_t glen = l.globals_end - l.globals_begin;
+  std::vector<uint8_t> pt;
+  pt.reserve(kSmallStateHeader + glen);
+  ByteWriter w(pt);
+  w.u32(kSmallStateVersion);
+  w.u32(0);
+  w.u64(l.globals_begin);
+  w.u64(glen);
+  w.u64(l.heap_base);
+  w.u64(l.heap_top);
+  w.u64(boot_page().heap_limit);
+  w.bytes(ByteView(reinterpret_cast<const uint8_t*>(l.globals_begin), glen));
+  m.heap_top = l.heap_top;
+  m.pages = l.heap_top / abi::kPageSize;
+  m.page_bits.reset(new std::atomic<uint8_t>[m.pages ? m.pages : 1]());
+  m.pages_done = 0;
+  std::vector<uint8_t> rec;
+  if (auto st = seal_record(m, c.slot, wire::FrameType::kSmallState, pt, rec); !st.ok()) {
+    m.state = abi::kMigKeyed;
+    return fail(c, st.error());
+  }
+  crypto::wipe(pt);
+  ByteWriter o(c.out);
+  o.u64(m.pages);
+  o.u64(m.heap_top);
+  o.bytes(rec);
+  return abi::kEcallOk;
+}
+
+int32_t mig_seal_host_state(Context& m, Call& c) {
+  if (m.role != wire::Role::kSource || m.state != abi::kMigFrozen) {
+    return fail(c, abi::kEcallRefused, "MigSealHostState: source must be frozen");
+  }
+  if (c.in.size() > wire::kMaxHostStateCiphertext) {
+    return fail(c, abi::kEcallBadInput, "host state larger than 16 MiB");
+  }
+  if (auto st = seal_record(m, c.slot, wire::FrameType::kHostState, c.in, c.out); !st.ok()) {
+    return fail(c, st.error());
+  }
+  return abi::kEcallOk;
+}
+
+bool page_is_zero(const uint8_t* p) {
+  uint64_t acc = 0;
+  for (size_t i = 0; i < abi::kPageSize; i += 8) {
+    uint64_t v;
+    std::memcpy(&v, p + i, 8);
+    acc |= v;
+  }
+  return acc == 0;
+}
+
+int32_t mig_export_pages(Context& m, Call& c) {
+  ByteReader r(c.in);
+  uint64_t first = r.u64();
+  uint32_t count = r.u32();
+  if (!r.at_end() || count == 0 || count > wire::kMaxPagesPerBatch) {
+    return fail(c, abi::kEcallBadInput, "MigExportPages: expected u64 first, u32 count 1..1024");
+  }
+  if (m.role != wire::Role::kSource || m.state != abi::kMigFrozen) {
+    return fail(c, abi::kEcallRefused, "MigExportPages: source must be frozen");
+  }
+  if (first >= m.pages || count > m.pages - first) {
+    return fail(c, abi::kEcallBadInput, "MigExportPages: pages outside the heap layout");
+  }
+  auto aead = slot_aead(m, c.slot, true);
+  if (!aead.ok()) return fail(c, aead.error());
+  const uint8_t* heap_base = reinterpret_cast<const uint8_t*>(boot_page().heap_base);
+  wire::PagesBuilder b(c.out, count);
+  for (uint64_t i = first; i < first + count;) {
+    const uint8_t* p = heap_base + i * abi::kPageSize;
+    if (page_is_zero(p)) {
+      uint32_t run = 1;
+      while (i + run < first + count && run < wire::kMaxZeroRun &&
+             page_is_zero(p + run * abi::kPageSize)) {
+        ++run;
+      }
+      uint64_t nonce = m.nonce_send.fetch_add(1) + 1;
+      auto tag = b.add_zero_run(i, run, nonce);
+      if (!tag.ok()) return fail(c, tag.error());
+      wire::Aad aad = wire::page_aad(m.mig_id, i, kEpoch, wire::PageKind::kZero, run);
+      std::array<uint8_t, 16> t{};
+      if (auto st = (*aead)->seal(wire::gcm_nonce(nonce), aad, {}, nullptr, t); !st.ok()) {
+        return fail(c, st.error());
+      }
+      std::memcpy(tag->data(), t.data(), t.size());
+      for (uint32_t k = 0; k < run; ++k) m.page_bits[i + k].fetch_or(3);
+      m.pages_done += run;
+      i += run;
+      continue;
+    }
+    uint64_t nonce = m.nonce_send.fetch_add(1) + 1;
+    auto slot = b.add_data(i, nonce);
+    if (!slot.ok()) return fail(c, slot.error());
+    wire::Aad aad = wire::page_aad(m.mig_id, i, kEpoch, wire::PageKind::kData);
+    std::array<uint8_t, 16> t{};
+    if (auto st = (*aead)->seal(wire::gcm_nonce(nonce), aad, ByteView(p, abi::kPageSize),
+                                slot->ciphertext.data(), t);
+        !st.ok()) {
+      return fail(c, st.error());
+    }
+    std::memcpy(slot->tag.data(), t.data(), t.size());
+    m.page_bits[i].fetch_or(1);
+    m.pages_done += 1;
+    ++i;
+  }
+  if (auto st = b.finish(); !st.ok()) return fail(c, st.error());
+  return abi::kEcallOk;
+}
+
+Key32 zero_digest(const Context& m) {
+  // SHA-256 over the zero-page bitmap (bit i = page i was sent as zero): binds the kinds.
+  std::vector<uint8_t> bits((m.pages + 7) / 8);
+  for (uint64_t i = 0; i < m.pages; ++i) {
+    if (m.page_bits[i].load() & 2) bits[i / 8] |= static_cast<uint8_t>(1u << (i % 8));
+  }
+  return crypto::sha256(bits);
+}
+
+int32_t mig_manifest(Context& m, Call& c) {
+  std::lock_guard lk(m.mu);
+  if (m.role != wire::Role::kSource || m.state != abi::kMigFrozen) {
+    return fail(c, abi::kEcallRefused, "MigManifest: source must be frozen");
+  }
+  for (uint64_t i = 0; i < m.pages; ++i) {
+    if (!(m.page_bits[i].load() & 1)) {
+      return fail(c, abi::kEcallRefused,
+                  "MigManifest: page " + std::to_string(i) + " was never exported");
+    }
+  }
+  wire::ManifestBody body;
+  body.page_count = m.pages;
+  body.heap_top = m.heap_top;
+  body.epoch = kEpoch;
+  body.digest = zero_digest(m);
+  auto bytes = wire::encode_manifest_body(body);
+  if (auto st = seal_record(m, c.slot, wire::FrameType::kManifest, bytes, c.out); !st.ok()) {
+    return fail(c, st.error());
+  }
+  return abi::kEcallOk;
+}
+
+int32_t mig_commit(Context& m, Call& c) {
+  std::lock_guard lk(m.mu);
+  if (m.role != wire::Role::kSource || m.state != abi::kMigFrozen) {
+    return fail(c, abi::kEcallRefused, "MigCommit: source must be frozen");
+  }
+  auto pt = open_record(m, c.slot, wire::FrameType::kCommit, c.in);
+  if (!pt.ok()) return fail(c, pt.error());
+  if (!ct_equal(*pt, token_plaintext(m, "constmig-commit"))) {
+    return fail(c, abi::kEcallBadInput, "commit token does not match this migration");
+  }
+  m.state = abi::kMigDead;
+  wipe_keys(m);
+  return abi::kEcallOk;
+}
+
+int32_t mig_abort(Context& m, Call& c) {
+  std::lock_guard lk(m.mu);
+  if (m.role != wire::Role::kSource || m.state != abi::kMigFrozen) {
+    return fail(c, abi::kEcallRefused, "MigAbort: source must be frozen");
+  }
+  auto pt = open_record(m, c.slot, wire::FrameType::kAbort, c.in);
+  if (!pt.ok()) return fail(c, pt.error());
+  if (!ct_equal(*pt, token_plaintext(m, "constmig-abort"))) {
+    return fail(c, abi::kEcallBadInput, "abort token does not match this migration");
+  }
+  m.state = abi::kMigRunning;
+  wipe_keys(m);
+  return abi::kEcallOk;
+}
+
+int32_t mig_force_resume(Context& m, Call& c) {
+  std::lock_guard lk(m.mu);
+  if (m.role != wire::Role::kSource || m.state != abi::kMigFrozen) {
+    return fail(c, abi::kEcallRefused, "MigForceResume: only a frozen source can resume");
+  }
+  log("WARNING: operator forced this source enclave to resume without an abort token; if the "
+      "target committed, two copies of this enclave now run");
+  m.state = abi::kMigRunning;
+  wipe_keys(m);
+  return abi::kEcallOk;
+}
+
+int32_t mig_reset(Context& m, Call& c) {
+  std::lock_guard lk(m.mu);
+  uint32_t s = m.state;
+  if (s != abi::kMigHandshake && s != abi::kMigKeyed && s != abi::kMigRunning) {
+    return fail(c, abi::kEcallRefused,
+                std::string("MigReset: cannot reset an enclave that is ") + state_name(s));
+  }
+  m.state = abi::kMigRunning;
+  wipe_keys(m);
+  return abi::kEcallOk;
+}
+
+// ---- target ---------------------------------------------------------------------------------
+
+int32_t mig_import_small(Context& m, Call& c) {
+  std::lock_guard lk(m.mu);
+  if (m.role != wire::Role::kTarget || m.state != abi::kMigKeyed || m.small_state_done) {
+    return fail(c, abi::kEcallRefused, "MigImportSmall: needs a keyed target, once");
+  }
+  m.state = abi::kMigImporting;
+  auto pt = open_record(m, c.slot, wire::FrameType::kSmallState, c.in);
+  if (!pt.ok()) return fail_target(m, c, pt.error().message);
+  ByteReader r(*pt);
+  uint32_t ver = r.u32();
+  (void)r.u32();
+  uint64_t gbegin = r.u64(), glen = r.u64(), hbase = r.u64(), htop = r.u64(), hlimit = r.u64();
+  abi::EnclaveLayout l = layout();
+  if (!r.ok() || ver != kSmallStateVersion) return fail_target(m, c, "bad small-state header");
+  if (gbegin != l.globals_begin || glen != l.globals_end - l.globals_begin ||
+      r.remaining() != glen) {
+    return fail_target(m, c, "the source's enclave globals do not match this image's layout");
+  }
+  if (hbase != l.heap_base || htop % abi::kPageSize != 0 ||
+      htop > boot_page().heap_limit) {
+    return fail_target(m, c, "the source's heap (" + std::to_string(htop >> 20) +
+                                 " MiB in use) does not fit this enclave's heap limit (" +
+                                 std::to_string(boot_page().heap_limit >> 20) +
+                                 " MiB): start the target with a larger --max-memory");
+  }
+  (void)hlimit;
+  // Install the globals: from here this instance holds the source's app state (the heap
+  // object included). Our own migration context lives in the instance arena and survives.
+  std::memcpy(reinterpret_cast<void*>(l.globals_begin), r.bytes(glen).data(), glen);
+  crypto::wipe(*pt);
+  m.heap_top = htop;
+  m.pages = htop / abi::kPageSize;
+  m.page_bits.reset(new std::atomic<uint8_t>[m.pages ? m.pages : 1]());
+  m.pages_done = 0;
+  m.small_state_done = true;
+  ByteWriter w(c.out);
+  w.u64(m.pages);
+  w.u64(m.heap_top);
+  return abi::kEcallOk;
+}
+
+int32_t mig_open_host_state(Context& m, Call& c) {
+  std::lock_guard lk(m.mu);
+  if (m.role != wire::Role::kTarget || m.state != abi::kMigImporting || m.host_state_done) {
+    return fail(c, abi::kEcallRefused, "MigOpenHostState: needs an importing target, once");
+  }
+  auto pt = open_record(m, c.slot, wire::FrameType::kHostState, c.in);
+  if (!pt.ok()) return fail_target(m, c, pt.error().message);
+  m.host_state_done = true;
+  c.out = std::move(pt).value();
+  return abi::kEcallOk;
+}
+
+int32_t mig_import_pages(Context& m, Call& c) {
+  if (m.role != wire::Role::kTarget || m.state != abi::kMigImporting) {
+    return fail(c, abi::kEcallRefused, "MigImportPages: needs an importing target");
+  }
+  std::vector<wire::PageRecord> recs;
+  if (auto st = wire::decode_pages(c.in, recs); !st.ok()) {
+    return fail_target(m, c, st.error().message);
+  }
+  auto aead = slot_aead(m, c.slot, false);
+  if (!aead.ok()) return fail(c, aead.error());
+  uint8_t* heap_base = reinterpret_cast<uint8_t*>(boot_page().heap_base);
+  std::array<uint8_t, abi::kPageSize> buf;
+  uint32_t installed = 0;
+  for (const auto& p : recs) {
+    if (p.index >= m.pages || p.run > m.pages - p.index) {
+      return fail_target(m, c, "page " + std::to_string(p.index) +
+                                   " is outside the source's heap layout");
+    }
+    std::array<uint8_t, 16> tag{};
+    std::memcpy(tag.data(), p.tag.data(), tag.size());
+    if (p.kind == wire::PageKind::kZero) {
+      wire::Aad aad = wire::page_aad(m.mig_id, p.index, kEpoch, wire::PageKind::kZero, p.run);
+      if (!(*aead)->open(wire::gcm_nonce(p.nonce), aad, {}, nullptr, tag).ok()) {
+        return fail_target(m, c, "zero run at page " + std::to_string(p.index) +
+                                     " failed authentication");
+      }
+    } else {
+      wire::Aad aad = wire::page_aad(m.mig_id, p.index, kEpoch, wire::PageKind::kData);
+      if (!(*aead)->open(wire::gcm_nonce(p.nonce), aad, p.ciphertext, buf.data(), tag).ok()) {
+        return fail_target(m, c, "page " + std::to_string(p.index) +
+                                     " failed authentication (tampered, replayed from another "
+                                     "migration, or moved)");
+      }
+    }
+    // Accept each page at most once.
+    for (uint32_t k = 0; k < p.run; ++k) {
+      uint8_t bits = p.kind == wire::PageKind::kZero ? 3 : 1;
+      if (m.page_bits[p.index + k].fetch_or(bits) & 1) {
+        return fail_target(m, c, "page " + std::to_string(p.index + k) +
+                                     " arrived twice (duplicate or replay)");
+      }
+    }
+    uint8_t* dst = heap_base + p.index * abi::kPageSize;
+    if (p.kind == wire::PageKind::kZero) {
+      std::memset(dst, 0, static_cast<size_t>(p.run) * abi::kPageSize);
+    } else {
+      std::memcpy(dst, buf.data(), abi::kPageSize);
+    }
+    installed += p.run;
+    m.pages_done += p.run;
+  }
+  crypto::wipe(buf);
+  ByteWriter(c.out).u32(installed);
+  return abi::kEcallOk;
+}
+
+int32_t mig_finish(Context& m, Call& c) {
+  std::lock_guard lk(m.mu);
+  if (m.role != wire::Role::kTarget || m.state != abi::kMigImporting) {
+    return fail(c, abi::kEcallRefused, "MigFinish: needs an importing target");
+  }
+  auto pt = open_record(m, c.slot, wire::FrameType::kManifest, c.in);
+  if (!pt.ok()) return fail_target(m, c, pt.error().message);
+  auto body = wire::decode_manifest_body(*pt);
+  if (!body.ok()) return fail_target(m, c, body.error().message);
+  if (body->page_count != m.pages || body->heap_top != m.heap_top || body->epoch != kEpoch) {
+    return fail_target(m, c, "manifest does not match the small state's heap layout");
+  }
+  uint64_t missing = 0, first_missing = 0;
+  for (uint64_t i = 0; i < m.pages; ++i) {
+    if (!(m.page_bits[i].load() & 1)) {
+      if (missing++ == 0) first_missing = i;
+    }
+  }
+  if (missing) {
+    return fail_target(m, c, std::to_string(missing) + " heap pages never arrived (first: " +
+                                 std::to_string(first_missing) + ")");
+  }
+  if (!ct_equal(body->digest, zero_digest(m))) {
+    return fail_target(m, c, "manifest digest mismatch: pages were re-labelled in transit");
+  }
+  if (!m.small_state_done) return fail_target(m, c, "no small state was received");
+  Key32 tok = token_plaintext(m, "constmig-commit");
+  if (auto st = seal_record(m, c.slot, wire::FrameType::kCommit, tok, c.out); !st.ok()) {
+    return fail_target(m, c, st.error().message);
+  }
+  m.state = abi::kMigRunning;
+  wipe_keys(m);
+  return abi::kEcallOk;
+}
+
+int32_t mig_make_abort(Context& m, Call& c) {
+  std::lock_guard lk(m.mu);
+  uint32_t s = m.state;
+  if (m.role != wire::Role::kTarget ||
+      (s != abi::kMigKeyed && s != abi::kMigImporting && s != abi::kMigFailed)) {
+    return fail(c, abi::kEcallRefused,
+                std::string("MigMakeAbort: no abort possible (enclave is ") + state_name(s) +
+                    "; a committed target never aborts)");
+  }
+  Key32 tok = token_plaintext(m, "constmig-abort");
+  if (auto st = seal_record(m, c.slot, wire::FrameType::kAbort, tok, c.out); !st.ok()) {
+    return fail(c, st.error());
+  }
+  m.state = abi::kMigFailed;
+  return abi::kEcallOk;
+}
+
+int32_t mig_status(Context& m, Call& c) {
+  ByteWriter w(c.out);
+  w.u32(m.state);
+  w.u32(static_cast<uint32_t>(m.role));
+  w.bytes(m.mig_id);
+  w.u64(m.pages);
+  w.u64(m.pages_done);
+  return abi::kEcallOk;
+}
+
+}  // namespace
+
+void app_exit() { g_app_inflight.fetch_sub(1); }
+
+bool app_enter(std::string* why) {
+  g_app_inflight.fetch_add(1);  // seq_cst: pairs with the freeze's store-then-load
+  std::lock_guard lk(g_ctx_mu);
+  if (g_ctx == nullptr) return true;
+  uint32_t s = g_ctx->state;
+  bool source = g_ctx->role == wire::Role::kSource;
+  if (s == abi::kMigRunning || (source && (s == abi::kMigHandshake || s == abi::kMigKeyed))) {
+    return true;
+  }
+  g_app_inflight.fetch_sub(1);
+  if (why) {
+    switch (s) {
+      case abi::kMigFrozen: *why = "enclave is frozen for migration"; break;
+      case abi::kMigDead: *why = "enclave migrated away (committed): it never runs again"; break;
+      case abi::kMigFailed:
+        *why = "enclave refused the incoming migration state: it never runs the app";
+        break;
+      default: *why = std::string("enclave is receiving a migration (") + state_name(s) + ")";
+    }
+  }
+  return false;
+}
+
+int32_t dispatch(uint32_t slot, uint32_t id, const uint8_t* in, size_t in_len, uint8_t* out,
+                 size_t out_cap, size_t* out_len) {
+  InstanceAllocScope scope;
+  std::string err;
+  std::vector<uint8_t> result;
+  int32_t st = abi::kEcallOk;
+  try {
+    std::vector<uint8_t> in_copy(in, in + in_len);  // [in]: one read of host memory
+    Context& m = ctx();
+    Call c{slot, ByteView(in_copy.data(), in_copy.size()), result, err};
+    switch (id) {
+      case abi::kEcallMigHello: st = mig_hello(m, c); break;
+      case abi::kEcallMigPeer: st = mig_peer(m, c); break;
+      case abi::kEcallMigConfirm: st = mig_confirm(m, c); break;
+      case abi::kEcallMigFreeze: st = mig_freeze(m, c); break;
+      case abi::kEcallMigSealHostState: st = mig_seal_host_state(m, c); break;
+      case abi::kEcallMigExportPages: st = mig_export_pages(m, c); break;
+      case abi::kEcallMigManifest: st = mig_manifest(m, c); break;
+      case abi::kEcallMigImportSmall: st = mig_import_small(m, c); break;
+      case abi::kEcallMigOpenHostState: st = mig_open_host_state(m, c); break;
+      case abi::kEcallMigImportPages: st = mig_import_pages(m, c); break;
+      case abi::kEcallMigFinish: st = mig_finish(m, c); break;
+      case abi::kEcallMigMakeAbort: st = mig_make_abort(m, c); break;
+      case abi::kEcallMigCommit: st = mig_commit(m, c); break;
+      case abi::kEcallMigAbort: st = mig_abort(m, c); break;
+      case abi::kEcallMigForceResume: st = mig_force_resume(m, c); break;
+      case abi::kEcallMigReset: st = mig_reset(m, c); break;
+      case abi::kEcallMigStatus: st = mig_status(m, c); break;
+      default: st = abi::kEcallUnknownId; err = "unknown migration ECALL";
+    }
+    crypto::wipe(in_copy);
+  } catch (const std::bad_alloc&) {
+    st = abi::kEcallOutOfMemory;
+    err = "enclave instance arena exhausted during migration";
+  } catch (const std::exception& e) {
+    st = abi::kEcallInternal;
+    err = std::string("exception in migration: ") + e.what();
+  }
+  if (st == abi::kEcallOk) return deliver_output(result, slot, out, out_cap, out_len);
+  size_t n = err.size() + 1 <= out_cap ? err.size() : (out_cap ? out_cap - 1 : 0);
+  if (out_cap) {
+    std::memcpy(out, err.data(), n);
+    out[n] = 0;
+  }
+  *out_len = out_cap ? n + 1 : 0;
+  return st;
+}
+
+}  // namespace constmig::trusted::mig
