@@ -1,6 +1,8 @@
 // constmig: run, inspect and (in later verbs) migrate enclave applications.
 // EMULATED SGX platform: see docs/security.md for what is and is not protected.
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -10,9 +12,13 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <mutex>
 #include <thread>
 
+#include "constmig_inspect.h"
 #include "host/host_app.h"
+#include "host/host_control.h"
+#include "host/host_migration.h"
 #include "kvstore/host/kvstore_app.h"
 #include "pagecounter/host/pagecounter_app.h"
 #include "platform/host_enclave.h"
@@ -66,39 +72,146 @@ struct RunArgs {
   double duration = 0;
   double stats_interval = 5;
   std::string state_dir;
+  std::string control;
+  // receive only
+  std::string listen;
+  int accept_timeout = 0;
+  int workers = 2;
+  std::string capture;
 };
 
-int cmd_run(const RunArgs& a) {
-  banner();
+std::string default_control(const std::string& state_dir, const std::string& app) {
+  return state_dir + "/" + app + ".ctl";
+}
+
+struct Running {
+  std::unique_ptr<platform::Platform> plat;
+  std::unique_ptr<platform::Enclave> enclave;
+  std::unique_ptr<host::HostApp> app;
+};
+
+Result<Running> create_app_enclave(const RunArgs& a) {
   auto& reg = host::app_registry();
   auto it = reg.find(a.app);
   if (it == reg.end()) {
     std::string names;
     for (auto& [n, f] : reg) names += (names.empty() ? "" : ", ") + n;
-    return fail(make_error(Errc::kInvalidArgument, "unknown app '" + a.app + "' (known: " + names + ")"));
+    return make_error(Errc::kInvalidArgument, "unknown app '" + a.app + "' (known: " + names + ")");
   }
-  auto heap = host::parse_size(a.max_memory);
-  if (!heap.ok()) return fail(heap.error());
-  auto app = it->second(a.app_opts);
-  auto plat = platform::Platform::create_emulated(platform_options(a.state_dir));
-  if (!plat.ok()) return fail(plat.error());
+  CM_ASSIGN_OR_RETURN(uint64_t heap, host::parse_size(a.max_memory));
+  Running r;
+  r.app = it->second(a.app_opts);
+  CM_ASSIGN_OR_RETURN(r.plat, platform::Platform::create_emulated(platform_options(a.state_dir)));
   platform::EnclaveConfig cfg;
-  cfg.image_path = find_image(a.image, app->image_file());
-  cfg.heap_limit = *heap;
+  cfg.image_path = find_image(a.image, r.app->image_file());
+  cfg.heap_limit = heap;
   cfg.thread_slots = a.slots;
-  cfg.expected_ecalls = app->ecall_names();
-  cfg.ocalls = app->ocalls();
+  cfg.expected_ecalls = r.app->ecall_names();
+  cfg.ocalls = r.app->ocalls();
   auto t0 = std::chrono::steady_clock::now();
-  auto enclave = (*plat)->create_enclave(cfg);
-  if (!enclave.ok()) return fail(enclave.error());
+  CM_ASSIGN_OR_RETURN(r.enclave, r.plat->create_enclave(cfg));
   double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  std::fprintf(stderr, "enclave %s loaded in %.1f ms: image %s\n  measurement %s\n  heap limit %s at 0x%llx, %u thread slots\n",
-               (*enclave)->app_name().c_str(), ms, cfg.image_path.c_str(),
-               platform::to_hex((*enclave)->measurement()).c_str(),
-               host::format_bytes(*heap).c_str(),
-               static_cast<unsigned long long>((*enclave)->ranges().heap_base), cfg.thread_slots);
-  if (auto st = app->start(**enclave); !st.ok()) return fail(st.error());
-  std::fprintf(stderr, "%s (Ctrl-C to stop)\n", app->endpoint().c_str());
+  std::fprintf(stderr,
+               "enclave %s loaded in %.1f ms: image %s\n  measurement %s\n  heap limit %s at "
+               "0x%llx, %u thread slots\n",
+               r.enclave->app_name().c_str(), ms, cfg.image_path.c_str(),
+               platform::to_hex(r.enclave->measurement()).c_str(), host::format_bytes(heap).c_str(),
+               static_cast<unsigned long long>(r.enclave->ranges().heap_base), cfg.thread_slots);
+  return r;
+}
+
+host::MigrateOptions migrate_options_from(const nlohmann::json& req) {
+  host::MigrateOptions o;
+  std::string mode = req.value("mode", "stop-and-copy");
+  o.mode = mode == "constmig" ? wire::Mode::kConstMig : wire::Mode::kStopAndCopy;
+  o.workers = req.value("workers", 2);
+  o.batch_pages = req.value("batch_pages", 256u);
+  o.capture_path = req.value("capture", "");
+  o.replay_capture = req.value("replay_capture", "");
+  if (auto f = host::parse_fault(req.value("fault", "none")); f.ok()) o.fault = *f;
+  return o;
+}
+
+// Serve until Ctrl-C, --duration, or a committed migration away. Returns the exit status.
+int serve(Running& r, const RunArgs& a) {
+  std::atomic<bool> migrated{false};
+  std::mutex mig_mu;    // held for the whole of a migration
+  std::mutex stats_mu;  // guards last_migration
+  nlohmann::json last_migration;
+  host::ControlServer ctl;
+  std::string ctl_path = a.control.empty() ? default_control(a.state_dir, a.app) : a.control;
+  std::error_code ec;
+  fs::create_directories(fs::path(ctl_path).parent_path(), ec);
+  auto handler = [&](const nlohmann::json& req, const std::function<void(const nlohmann::json&)>& emit) {
+    std::string cmd = req.value("cmd", "");
+    if (cmd == "status") {
+      nlohmann::json j = {{"event", "result"}, {"ok", true}, {"app", r.app->name()},
+                          {"platform", "emulated"}, {"app_stats", r.app->stats()},
+                          {"migrated_away", migrated.load()}};
+      if (!migrated && !r.enclave->app_ecalls_held()) {
+        if (auto hs = r.enclave->heap_stats(); hs.ok()) {
+          j["heap"] = {{"in_use", hs->in_use}, {"top", hs->top}, {"limit", hs->limit}};
+        }
+      }
+      std::lock_guard lk(stats_mu);
+      if (!last_migration.is_null()) j["last_migration"] = last_migration;
+      emit(j);
+      return;
+    }
+    if (cmd == "resume") {
+      if (!req.value("force", false)) {
+        emit({{"event", "result"}, {"ok", false}, {"error", "resume needs force: it is only safe if the target never committed"}});
+        return;
+      }
+      auto rr = r.enclave->call(abi::kEcallMigForceResume, {});
+      if (rr.ok()) r.enclave->release_app_ecalls();
+      emit({{"event", "result"}, {"ok", rr.ok()}, {"error", rr.ok() ? "" : rr.error().message}});
+      return;
+    }
+    if (cmd != "migrate") {
+      emit({{"event", "result"}, {"ok", false}, {"error", "unknown command '" + cmd + "' (status, migrate, resume)"}});
+      return;
+    }
+    std::unique_lock lk(mig_mu, std::try_to_lock);
+    if (!lk.owns_lock() || migrated) {
+      emit({{"event", "result"}, {"ok", false}, {"error", migrated ? "this enclave already migrated away" : "a migration is already running"}});
+      return;
+    }
+    if (req.value("mode", "stop-and-copy") == "constmig") {
+      emit({{"event", "result"}, {"ok", false}, {"error", "--mode constmig (live) is not implemented yet; use --mode stop-and-copy"}});
+      return;
+    }
+    auto fd = host::tcp_connect(req.value("to", ""), 10000);
+    if (!fd.ok()) {
+      emit({{"event", "result"}, {"ok", false}, {"error", fd.error().message}});
+      return;
+    }
+    auto o = migrate_options_from(req);
+    auto outcome = host::run_source(*r.enclave, *r.plat, *r.app, *fd, o, [&](const nlohmann::json& p) {
+      nlohmann::json j = p;
+      j["event"] = "progress";
+      emit(j);
+    });
+    ::close(*fd);
+    {
+      std::lock_guard sl(stats_mu);
+      last_migration = outcome.stats;
+    }
+    bool ok = outcome.kind == host::MigrationOutcome::kCommitted;
+    nlohmann::json res = {{"event", "result"}, {"ok", ok}, {"stats", outcome.stats}};
+    if (!ok) res["error"] = outcome.error;
+    if (outcome.kind == host::MigrationOutcome::kFailed && outcome.stats.value("source-frozen", false)) {
+      res["hint"] = "the source enclave stays FROZEN (no abort token arrived): if you are sure the target did not commit, `constmig resume --force --control " + ctl_path + "`";
+    }
+    emit(res);
+    if (ok) {
+      migrated = true;
+      g_stop = true;
+    }
+  };
+  if (auto st = ctl.start(ctl_path, handler); !st.ok()) return fail(st.error());
+  std::fprintf(stderr, "%s\n  control socket %s (constmig status/migrate --control %s)\n",
+               r.app->endpoint().c_str(), ctl_path.c_str(), ctl_path.c_str());
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
   auto start = std::chrono::steady_clock::now();
@@ -109,17 +222,105 @@ int cmd_run(const RunArgs& a) {
     if (a.duration > 0 && std::chrono::duration<double>(now - start).count() >= a.duration) break;
     if (a.stats_interval > 0 && std::chrono::duration<double>(now - last).count() >= a.stats_interval) {
       last = now;
-      nlohmann::json j = app->stats();
-      if (auto hs = (*enclave)->heap_stats(); hs.ok()) {
+      std::unique_lock lk(mig_mu, std::try_to_lock);
+      if (!lk.owns_lock()) continue;  // migrating
+      nlohmann::json j = r.app->stats();
+      if (auto hs = r.enclave->heap_stats(); hs.ok()) {
         j["heap"] = {{"in_use", hs->in_use}, {"top", hs->top}, {"limit", hs->limit}};
       }
       std::fprintf(stderr, "stats %s\n", j.dump().c_str());
     }
   }
-  app->stop();
-  nlohmann::json j = app->stats();
+  ctl.stop();
+  r.app->stop();
+  nlohmann::json j = migrated ? nlohmann::json{{"migrated_away", true}, {"migration", last_migration}}
+                              : r.app->stats();
   std::printf("%s\n", j.dump(2).c_str());
   return 0;
+}
+
+int cmd_run(const RunArgs& a) {
+  banner();
+  auto r = create_app_enclave(a);
+  if (!r.ok()) return fail(r.error());
+  if (auto st = r->app->start(*r->enclave); !st.ok()) return fail(st.error());
+  return serve(*r, a);
+}
+
+int cmd_receive(const RunArgs& a) {
+  banner();
+  auto r = create_app_enclave(a);
+  if (!r.ok()) return fail(r.error());
+  auto lfd = host::tcp_listen(a.listen);
+  if (!lfd.ok()) return fail(lfd.error());
+  // App ECALLs wait at the gate until the state has arrived; the host half may already serve
+  // (kvstore accepts clients, whose requests wait).
+  (void)r->enclave->hold_app_ecalls(std::chrono::milliseconds(0));
+  if (auto st = r->app->resume(*r->enclave); !st.ok()) return fail(st.error());
+  std::fprintf(stderr, "waiting for an incoming migration on %s\n", a.listen.c_str());
+  if (a.accept_timeout > 0) {
+    pollfd p{*lfd, POLLIN, 0};
+    if (::poll(&p, 1, a.accept_timeout * 1000) != 1) {
+      return fail(make_error(Errc::kTimeout, "no migration arrived within " + std::to_string(a.accept_timeout) + " s"));
+    }
+  }
+  int fd = ::accept4(*lfd, nullptr, nullptr, SOCK_CLOEXEC);
+  ::close(*lfd);
+  if (fd < 0) return fail(make_error(Errc::kIo, std::string("accept: ") + std::strerror(errno)));
+  host::MigrateOptions o;
+  o.workers = a.workers;
+  o.capture_path = a.capture;
+  auto outcome = host::run_target(*r->enclave, *r->plat, *r->app, fd, o, nullptr);
+  ::close(fd);
+  if (outcome.kind != host::MigrationOutcome::kCommitted) {
+    std::fprintf(stderr, "constmig: the incoming migration was refused; this enclave will not run it: %s\n",
+                 outcome.error.c_str());
+    std::printf("%s\n", outcome.stats.dump(2).c_str());
+    r->app->stop();
+    return 1;
+  }
+  std::fprintf(stderr, "migration received: %s\n", outcome.stats.dump().c_str());
+  return serve(*r, a);
+}
+
+std::string progress_bar(const nlohmann::json& p) {
+  uint64_t total = p.value("pages_total", 0ull), done = p.value("pages_done", 0ull);
+  double frac = total ? static_cast<double>(done) / static_cast<double>(total) : 0.0;
+  int w = 30, fill = static_cast<int>(frac * w);
+  std::string bar(static_cast<size_t>(fill), '=');
+  bar.resize(static_cast<size_t>(w), ' ');
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "\r[%s] %3.0f%% %llu/%llu pages  %-14s", bar.c_str(), frac * 100,
+                static_cast<unsigned long long>(done), static_cast<unsigned long long>(total),
+                p.value("phase", "").c_str());
+  return buf;
+}
+
+int cmd_migrate(const std::string& control, const nlohmann::json& req) {
+  bool tty = isatty(STDERR_FILENO);
+  auto res = host::control_request(control, req, [&](const nlohmann::json& line) {
+    if (tty) {
+      std::fprintf(stderr, "%s", progress_bar(line).c_str());
+    } else if (line.value("phase", "") != "heap-stream") {
+      std::fprintf(stderr, "progress %s\n", line.dump().c_str());
+    }
+  });
+  if (tty) std::fprintf(stderr, "\n");
+  if (!res.ok()) return fail(res.error());
+  if (res->contains("stats")) std::printf("%s\n", (*res)["stats"].dump(2).c_str());
+  if (!res->value("ok", false)) {
+    std::fprintf(stderr, "constmig: migration did not complete: %s\n", res->value("error", std::string("?")).c_str());
+    if (res->contains("hint")) std::fprintf(stderr, "hint: %s\n", (*res)["hint"].get<std::string>().c_str());
+    return 1;
+  }
+  return 0;
+}
+
+int cmd_simple(const std::string& control, const nlohmann::json& req) {
+  auto res = host::control_request(control, req, nullptr);
+  if (!res.ok()) return fail(res.error());
+  std::printf("%s\n", res->dump(2).c_str());
+  return res->value("ok", false) ? 0 : 1;
 }
 
 int cmd_image_check(const std::vector<std::string>& images, uint32_t slots) {
@@ -186,6 +387,51 @@ int main(int argc, char** argv) {
   run->add_option("--pages", ra.app_opts.pages_mib, "pagecounter: MiB of oracle pages")->capture_default_str()->check(CLI::Range(1, 65536));
   run->add_option("--duration", ra.duration, "stop after this many seconds (0 = until Ctrl-C)")->capture_default_str();
   run->add_option("--stats-interval", ra.stats_interval, "seconds between stats lines on stderr (0 = off)")->capture_default_str();
+  run->add_option("--control", ra.control, "control socket (default: <state-dir>/<app>.ctl)");
+
+  // receive: the same app options, plus where to listen.
+  auto* recv = cli.add_subcommand("receive", "start an app's enclave as a migration TARGET: wait for its state, then serve");
+  recv->add_option("--app", ra.app, "app (must match the source)")->capture_default_str();
+  recv->add_option("--image", ra.image, "enclave image (must have the source's measurement)");
+  recv->add_option("--max-memory", ra.max_memory, "enclave heap limit (>= the source's heap in use)")->capture_default_str();
+  recv->add_option("--slots", ra.slots, "ECALL thread slots")->capture_default_str()->check(CLI::Range(1, 256));
+  recv->add_option("--listen", ra.listen, "HOST:PORT to accept the migration on")->required();
+  recv->add_option("--bind", ra.app_opts.bind, "kvstore: listen address for clients")->capture_default_str();
+  recv->add_option("--port", ra.app_opts.port, "kvstore: client TCP port")->capture_default_str();
+  recv->add_option("--io-threads", ra.app_opts.io_threads, "kvstore: network threads")->capture_default_str();
+  recv->add_option("--workers", ra.workers, "decrypt/verify workers")->capture_default_str()->check(CLI::Range(1, 64));
+  recv->add_option("--accept-timeout", ra.accept_timeout, "give up if no migration arrives within N s (0 = wait)")->capture_default_str();
+  recv->add_option("--capture", ra.capture, "record the stream this side sends (for constmig inspect)");
+  recv->add_option("--control", ra.control, "control socket after the migration (default: <state-dir>/<app>.ctl)");
+  recv->add_option("--duration", ra.duration, "after the migration, stop after N s (0 = until Ctrl-C)")->capture_default_str();
+  recv->add_option("--stats-interval", ra.stats_interval, "seconds between stats lines (0 = off)")->capture_default_str();
+
+  std::string control, to, mode = "stop-and-copy", fault = "none", capture, replay;
+  int workers = 2;
+  uint32_t batch = 256;
+  auto* mig = cli.add_subcommand("migrate", "send a running app (constmig run --control PATH) to a target (constmig receive)");
+  mig->add_option("--control", control, "control socket of the SOURCE process")->required();
+  mig->add_option("--to", to, "HOST:PORT where `constmig receive --listen` waits")->required();
+  mig->add_option("--mode", mode, "stop-and-copy (the MigSGX baseline); constmig (live) arrives with issue #5")
+      ->capture_default_str()->check(CLI::IsMember({"stop-and-copy", "constmig"}));
+  mig->add_option("--workers", workers, "encrypt workers on the source")->capture_default_str()->check(CLI::Range(1, 64));
+  mig->add_option("--batch-pages", batch, "pages per PAGES frame")->capture_default_str()->check(CLI::Range(1, 1024));
+  mig->add_option("--capture", capture, "record the source's outgoing stream (constmig inspect FILE)");
+  mig->add_option("--fault", fault, "TESTING ONLY: corrupt the outgoing stream: " + host::fault_names())->capture_default_str();
+  mig->add_option("--replay-capture", replay, "TESTING ONLY: capture of an earlier migration (--fault earlier-migration)");
+
+  auto* status = cli.add_subcommand("status", "JSON status and stats of a running constmig process");
+  status->add_option("--control", control, "control socket")->required();
+  bool force = false;
+  auto* resume = cli.add_subcommand("resume", "resume a FROZEN source whose target never answered (operator override)");
+  resume->add_option("--control", control, "control socket of the source")->required();
+  resume->add_flag("--force", force, "confirm: the target did not commit (otherwise two copies run)")->required();
+
+  std::string inspect_file;
+  bool inspect_json = false;
+  auto* insp = cli.add_subcommand("inspect", "decode a captured migration stream's framing (never plaintext)");
+  insp->add_option("file", inspect_file, "capture file (--capture)")->required()->check(CLI::ExistingFile);
+  insp->add_flag("--json", inspect_json, "machine-readable output");
 
   std::vector<std::string> images;
   uint32_t slots = 8;
@@ -202,6 +448,16 @@ int main(int argc, char** argv) {
   CLI11_PARSE(cli, argc, argv);
   ra.state_dir = state_dir;
   if (run->parsed()) return cmd_run(ra);
+  if (recv->parsed()) return cmd_receive(ra);
+  if (mig->parsed()) {
+    if (auto f = host::parse_fault(fault); !f.ok()) return fail(f.error());
+    return cmd_migrate(control, {{"cmd", "migrate"}, {"to", to}, {"mode", mode}, {"workers", workers},
+                                 {"batch_pages", batch}, {"fault", fault}, {"capture", capture},
+                                 {"replay_capture", replay}});
+  }
+  if (status->parsed()) return cmd_simple(control, {{"cmd", "status"}});
+  if (resume->parsed()) return cmd_simple(control, {{"cmd", "resume"}, {"force", force}});
+  if (insp->parsed()) return constmig_inspect_main(inspect_file, inspect_json);
   if (check->parsed()) return cmd_image_check(images, slots);
   if (plat->parsed()) return cmd_platform_info(state_dir, export_key);
   return 0;

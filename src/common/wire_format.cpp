@@ -812,6 +812,11 @@ Status FrameEncoder::finish(size_t mark, std::vector<uint8_t>& out) {
   return ok_status();
 }
 
+void FrameEncoder::abandon(size_t mark, std::vector<uint8_t>& out) {
+  if (mark <= out.size()) out.resize(mark);
+  open_ = false;
+}
+
 Status FrameEncoder::append(FrameType type, uint16_t flags, ByteView payload,
                             std::vector<uint8_t>& out) {
   size_t mark = begin(type, flags, out);

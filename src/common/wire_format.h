@@ -279,6 +279,8 @@ class FrameEncoder {
   explicit FrameEncoder(uint64_t first_seq = 0) : next_seq_(first_seq) {}
   size_t begin(FrameType type, uint16_t flags, std::vector<uint8_t>& out);
   Status finish(size_t mark, std::vector<uint8_t>& out);
+  // Drops an open frame (e.g. its payload encoder failed): cuts `out` back to `mark`.
+  void abandon(size_t mark, std::vector<uint8_t>& out);
   // begin + copy payload + finish.
   Status append(FrameType type, uint16_t flags, ByteView payload, std::vector<uint8_t>& out);
   uint64_t next_seq() const { return next_seq_; }

@@ -32,8 +32,17 @@ class HostApp {
   virtual std::string image_file() const = 0;  // file name of the enclave image
   virtual std::vector<std::string> ecall_names() const = 0;
   virtual platform::OcallTable ocalls() = 0;
-  // Start serving on `enclave` (which outlives the app's serving). Non-blocking.
+  // Start serving on a FRESH enclave (initialise app state). Non-blocking.
   virtual Status start(platform::Enclave& enclave) = 0;
+  // Start serving on an enclave whose state arrived by migration (no initialisation).
+  virtual Status resume(platform::Enclave& enclave) { return start(enclave); }
+  // Persist-style host-state hooks: what the host half must carry to the target (sealed by the
+  // source enclave in the stop phase). Called with app ECALLs held.
+  virtual Result<std::vector<uint8_t>> save_state() { return std::vector<uint8_t>{}; }
+  virtual Status restore_state(ByteView) { return ok_status(); }
+  // One cheap app ECALL: the migration target runs it right after resuming, so that
+  // `downtime` ends at the first ECALL served (DESIGN §3), even before clients return.
+  virtual Status probe(platform::Enclave& enclave) = 0;
   virtual void stop() = 0;
   virtual nlohmann::json stats() = 0;
   // One line telling the user how to reach the app.

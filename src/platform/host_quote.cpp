@@ -463,6 +463,18 @@ Result<TrustStore> TrustStore::load(const std::string& path) {
   return store;
 }
 
+std::vector<std::array<uint8_t, 32>> TrustStore::raw_public_keys() const {
+  std::vector<std::array<uint8_t, 32>> out;
+  for (const auto& [id, key] : keys_) {
+    std::array<uint8_t, 32> raw{};
+    size_t len = raw.size();
+    if (EVP_PKEY_get_raw_public_key(key.get(), raw.data(), &len) == 1 && len == raw.size()) {
+      out.push_back(raw);
+    }
+  }
+  return out;
+}
+
 Status TrustStore::verify(const Quote& quote, const Measurement& expected) const {
   auto it = keys_.find(quote.platform_key_id);
   if (it == keys_.end()) {

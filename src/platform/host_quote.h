@@ -98,6 +98,8 @@ class TrustStore {
   Status add_public_key_pem(std::string_view pem);
   size_t size() const { return keys_.size(); }
   bool contains(const PlatformKeyId& id) const { return keys_.count(id) != 0; }
+  // The raw 32-byte Ed25519 public keys, for enclaves that verify quotes themselves.
+  std::vector<std::array<uint8_t, 32>> raw_public_keys() const;
   // Checks, in this order, each failure with its own message (Errc::kSecurity): the platform key
   // is in this store; the signature is valid; the measurement equals `expected`.
   Status verify(const Quote& quote, const Measurement& expected) const;

@@ -13,11 +13,15 @@
   ECALL(x25519_agree,                                                                        \
         "out: u8 both sides derive the same secret, u8 a third key gives another secret, "   \
         "u8 low-order peer keys (0, 1) are refused")                                         \
-  ECALL(random_distinct, "out: 2 x 32 bytes from two random_bytes calls")                    \
+  ECALL(random_distinct,                                                                     \
+        "out: 2 x 32 bytes from two random_bytes calls, with a reseed_rng() between them")   \
   ECALL(verify_quote,                                                                        \
         "in: 32-byte raw Ed25519 platform public key, then an encoded quote (208 bytes); "   \
         "verifies the signature over the signed prefix; error if it does not verify")        \
-  ECALL(aead_bench, "in: u32 records of 4 KiB; out: u64 seal_ns, u64 open_ns (untrusted clock)")
+  ECALL(aead_bench, "in: u32 records of 4 KiB; out: u64 seal_ns, u64 open_ns (untrusted clock)") \
+  ECALL(shims_run,                                                                           \
+        "checks of the in-image libc shims that do real work (thread-specific data, gmtime_r, " \
+        "qsort, strdup); out: same report format as kat_run")
 
 namespace crypto_kat {
 // Layout of an encoded quote (src/platform/host_quote.h; the host test static_asserts these):

@@ -1,7 +1,15 @@
 // crypto_kat enclave (TRUSTED): known-answer tests and property checks of the in-enclave crypto,
 // run inside the enclave image. See crypto_kat_edl.h.
+// <pthread.h> is included only to test the POSIX semantics of the image's own
+// thread-specific-data functions (src/trusted/crypto/enclave_libc_shims.cpp).
+#include <pthread.h>
+
+#include <algorithm>
 #include <array>
+#include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -198,13 +206,8 @@ bool all_zero(ByteView b) {
 
 }  // namespace
 
-int32_t ecall_kat_run(EcallIo& io) {
-  Report r;
-  kat_sha256(r);
-  kat_hkdf(r);
-  kat_gcm(r);
-  kat_x25519(r);
-  kat_ed25519(r);
+namespace {
+void write_report(EcallIo& io, const Report& r) {
   ByteWriter w(io.out);
   w.u32(static_cast<uint32_t>(r.items.size()));
   for (const auto& it : r.items) {
@@ -212,6 +215,17 @@ int32_t ecall_kat_run(EcallIo& io) {
     w.u8(it.passed ? 1 : 0);
     w.str32(it.detail);
   }
+}
+}  // namespace
+
+int32_t ecall_kat_run(EcallIo& io) {
+  Report r;
+  kat_sha256(r);
+  kat_hkdf(r);
+  kat_gcm(r);
+  kat_x25519(r);
+  kat_ed25519(r);
+  write_report(io, r);
   return abi::kEcallOk;
 }
 
@@ -308,6 +322,7 @@ int32_t ecall_x25519_agree(EcallIo& io) {
 int32_t ecall_random_distinct(EcallIo& io) {
   std::array<uint8_t, 32> x{}, y{};
   if (auto s = cr::random_bytes(x); !s.ok()) return app_error(io, s.error());
+  if (auto s = cr::reseed_rng(); !s.ok()) return app_error(io, s.error());
   if (auto s = cr::random_bytes(y); !s.ok()) return app_error(io, s.error());
   io.out.insert(io.out.end(), x.begin(), x.end());
   io.out.insert(io.out.end(), y.begin(), y.end());
@@ -371,5 +386,99 @@ int32_t ecall_aead_bench(EcallIo& io) {
   ByteWriter w(io.out);
   w.u64(t1 - t0);
   w.u64(t2 - t1);
+  return abi::kEcallOk;
+}
+
+namespace {
+void check(Report& r, const std::string& name, bool ok, const std::string& detail = "") {
+  r.items.push_back({name, ok, ok ? "" : detail});
+}
+
+void check_tsd(Report& r) {
+  int marker = 0;
+  pthread_key_t k1{};
+  check(r, "pthread_key_create", pthread_key_create(&k1, nullptr) == 0);
+  check(r, "a new key reads NULL", pthread_getspecific(k1) == nullptr);
+  check(r, "set then get", pthread_setspecific(k1, &marker) == 0 && pthread_getspecific(k1) == &marker);
+  check(r, "pthread_key_delete", pthread_key_delete(k1) == 0);
+  check(r, "set on a deleted key is EINVAL", pthread_setspecific(k1, &marker) == EINVAL);
+  pthread_key_t k2{};
+  check(r, "re-create", pthread_key_create(&k2, nullptr) == 0);
+  // The slot is reused, but the value stored under the old key must not show through (POSIX).
+  check(r, "a re-created key reads NULL", pthread_getspecific(k2) == nullptr,
+        k1 == k2 ? "stale value from the deleted key in the same slot" : "stale value");
+  check(r, "delete re-created key", pthread_key_delete(k2) == 0);
+}
+
+void check_gmtime(Report& r) {
+  struct Want {
+    time_t t;
+    int year, mon, mday, hour, min, sec, wday, yday;
+  };
+  const Want wants[] = {
+      {0, 70, 0, 1, 0, 0, 0, 4, 0},                   // 1970-01-01 Thu
+      {951782400, 100, 1, 29, 0, 0, 0, 2, 59},        // 2000-02-29 Tue
+      {1700000000, 123, 10, 14, 22, 13, 20, 2, 317},  // 2023-11-14 22:13:20 Tue
+      {-1, 69, 11, 31, 23, 59, 59, 3, 364},           // 1969-12-31 23:59:59 Wed
+      {4107542400, 200, 2, 1, 0, 0, 0, 1, 59},        // 2100-03-01 Mon (2100 is not leap)
+  };
+  for (const Want& w : wants) {
+    struct tm tm{};
+    bool ok = gmtime_r(&w.t, &tm) == &tm && tm.tm_year == w.year && tm.tm_mon == w.mon &&
+              tm.tm_mday == w.mday && tm.tm_hour == w.hour && tm.tm_min == w.min &&
+              tm.tm_sec == w.sec && tm.tm_wday == w.wday && tm.tm_yday == w.yday;
+    check(r, "gmtime_r " + std::to_string(static_cast<long long>(w.t)), ok,
+          "got " + std::to_string(tm.tm_year + 1900) + "-" + std::to_string(tm.tm_mon + 1) + "-" +
+              std::to_string(tm.tm_mday) + " " + std::to_string(tm.tm_hour) + ":" +
+              std::to_string(tm.tm_min) + ":" + std::to_string(tm.tm_sec) + " wday " +
+              std::to_string(tm.tm_wday) + " yday " + std::to_string(tm.tm_yday));
+  }
+}
+
+void check_qsort(Report& r) {
+  std::vector<uint32_t> v(5000);
+  uint64_t s = 88172645463325252ull;
+  for (auto& x : v) {
+    s ^= s << 13;
+    s ^= s >> 7;
+    s ^= s << 17;
+    x = static_cast<uint32_t>(s % 1000);  // many duplicates
+  }
+  auto sorted = v;
+  std::sort(sorted.begin(), sorted.end());
+  std::qsort(v.data(), v.size(), sizeof(uint32_t), [](const void* a, const void* b) {
+    uint32_t x = *static_cast<const uint32_t*>(a), y = *static_cast<const uint32_t*>(b);
+    return x < y ? -1 : x > y ? 1 : 0;
+  });
+  check(r, "qsort 5000 u32 with duplicates", v == sorted);
+  struct Rec {
+    char name[13];
+  };
+  Rec recs[3] = {{"pear"}, {"apple"}, {"fig"}};
+  std::qsort(recs, 3, sizeof(Rec), [](const void* a, const void* b) {
+    return std::strcmp(static_cast<const Rec*>(a)->name, static_cast<const Rec*>(b)->name);
+  });
+  check(r, "qsort 13-byte records",
+        std::strcmp(recs[0].name, "apple") == 0 && std::strcmp(recs[1].name, "fig") == 0 &&
+            std::strcmp(recs[2].name, "pear") == 0);
+}
+
+void check_strdup(Report& r) {
+  char* a = strdup("enclave");
+  char* b = strndup("enclave heap", 7);
+  check(r, "strdup/strndup", a != nullptr && b != nullptr && std::strcmp(a, "enclave") == 0 &&
+                                 std::strcmp(b, "enclave") == 0);
+  std::free(a);
+  std::free(b);
+}
+}  // namespace
+
+int32_t ecall_shims_run(EcallIo& io) {
+  Report r;
+  check_tsd(r);
+  check_gmtime(r);
+  check_qsort(r);
+  check_strdup(r);
+  write_report(io, r);
   return abi::kEcallOk;
 }

@@ -638,6 +638,14 @@ TEST(WireEncoder, RefusesInvalidFramesWithoutConsumingSeq) {
   ASSERT_TRUE(h.ok()) << msg(h);
   EXPECT_EQ(h->payload_len, 32u);
 
+  // An abandoned frame leaves nothing behind and consumes no seq.
+  size_t before = out.size();
+  size_t m0 = enc.begin(FrameType::kPages, 0, out);
+  out.push_back(1);
+  enc.abandon(m0, out);
+  EXPECT_EQ(out.size(), before);
+  EXPECT_EQ(enc.next_seq(), 1u);
+
   // Zero-copy path: begin, build the payload in place, finish.
   std::vector<uint8_t> buf;
   size_t m = enc.begin(FrameType::kPages, kFlagUrgent, buf);

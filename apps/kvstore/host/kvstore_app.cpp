@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "kvstore/kvstore_edl.h"
+#include "kvstore/kvstore_protocol.h"
 #include "platform/host_edl.h"
 
 CONSTMIG_HOST_EDL(kv_edl, KVSTORE_EDL)
@@ -73,6 +74,16 @@ class KvstoreApp final : public host::HostApp {
     so.io_threads = opts_.io_threads;
     server_ = std::make_unique<constmig::kvstore::KvServer>(so, *executor_);
     return server_->start();
+  }
+  Status probe(platform::Enclave& e) override {
+    EnclaveExecutor ex(e);
+    std::vector<uint8_t> batch;
+    constmig::kvstore::encode_batch({{"PING"}}, batch);
+    std::string replies;
+    auto r = ex.exec(batch, replies);
+    if (!r.ok()) return r.take_error();
+    if (replies != "+PONG\r\n") return make_error(Errc::kInternal, "probe: unexpected reply " + replies);
+    return ok_status();
   }
   void stop() override {
     if (server_) server_->stop();

@@ -38,9 +38,34 @@ class PagecounterApp final : public host::HostApp {
   Status start(platform::Enclave& e) override {
     auto r = pc_edl::pc_init(e, u64s({opts_.pages_mib}));
     if (!r.ok()) return r.take_error();
+    return resume(e);
+  }
+  Status resume(platform::Enclave& e) override {
     enclave_ = &e;
     running_ = true;
     worker_ = std::thread([this] { loop(); });
+    return ok_status();
+  }
+  Status probe(platform::Enclave& e) override {
+    auto r = pc_edl::pc_touch(e, u64s({0, 0}));
+    return r.ok() ? ok_status() : Status(r.take_error());
+  }
+  Result<std::vector<uint8_t>> save_state() override {
+    std::vector<uint8_t> out;
+    ByteWriter w(out);
+    w.u64(rounds_);
+    w.u64(touches_);
+    w.u64(checks_);
+    return out;
+  }
+  Status restore_state(ByteView in) override {
+    if (in.empty()) return ok_status();
+    ByteReader r(in);
+    uint64_t a = r.u64(), b = r.u64(), c = r.u64();
+    if (!r.at_end()) return make_error(Errc::kFormat, "pagecounter host state is malformed");
+    rounds_ = a;
+    touches_ = b;
+    checks_ = c;
     return ok_status();
   }
   void stop() override {

@@ -83,8 +83,11 @@ void EvpPkeyDeleter::operator()(evp_pkey_st* k) const { EVP_PKEY_free(k); }
 Status init() {
   // Thread-safe one-time initialisation (function-local static). No config file, no atexit
   // handler in the host: the enclave's OpenSSL is never cleaned up (the image stays mapped).
+  // Error strings are loaded so that failures read as words, not numbers.
   static const bool ok =
-      OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG | OPENSSL_INIT_NO_ATEXIT, nullptr) == 1 &&
+      OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG | OPENSSL_INIT_NO_ATEXIT |
+                              OPENSSL_INIT_LOAD_CRYPTO_STRINGS,
+                          nullptr) == 1 &&
       md_sha256() != nullptr && cipher_aes256gcm() != nullptr && kdf_hkdf() != nullptr;
   if (!ok) {
     return make_error(Errc::kInternal,

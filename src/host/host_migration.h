@@ -1,0 +1,73 @@
+// The Migration Manager (UNTRUSTED): drives a migration between a source and a target
+// process over one TCP connection. It moves opaque sealed records between the two enclaves
+// (src/trusted/migration/enclave_migration.h does everything secret), runs the stop phase
+// (hold app ECALLs, freeze, host-state hooks), pipelines the heap stream through worker
+// threads with bounded buffers, and collects the stats (QMP query-migrate names, DESIGN §3).
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "common/result.h"
+#include "common/wire_format.h"
+#include "host/host_app.h"
+#include "platform/host_enclave.h"
+
+namespace constmig::host {
+
+// Test-only faults injected into the SOURCE's outgoing stream (CRIU zdtm style). Each one must
+// make the target refuse the state and leave the source able to resume.
+enum class Fault {
+  kNone,
+  kCorruptCiphertext,  // flip a byte of a page's ciphertext
+  kCorruptTag,         // flip a byte of a page's tag
+  kDuplicatePage,      // send one PAGES batch twice (new frame, same records)
+  kReplayFrame,        // resend an earlier frame's exact bytes (old sequence number)
+  kReorderFrames,      // send two PAGES frames in swapped order
+  kDropPage,           // never send one PAGES batch
+  kTruncate,           // stop the stream in the middle of a frame
+  kForgeManifest,      // flip a byte of the sealed manifest
+  kOversizeLength,     // a frame header announcing a 1 GiB payload
+  kEarlierMigration,   // inject a PAGES frame recorded from an earlier migration
+};
+Result<Fault> parse_fault(const std::string& name);
+std::string fault_names();
+
+struct MigrateOptions {
+  wire::Mode mode = wire::Mode::kStopAndCopy;
+  int workers = 2;                     // encrypt (source) / decrypt (target) workers
+  uint32_t batch_pages = 256;          // pages per PAGES frame (<= 1024)
+  std::chrono::milliseconds quiesce_timeout{10000};
+  std::chrono::milliseconds io_timeout{60000};
+  std::string capture_path;            // record the stream this side SENDS (constmig inspect)
+  Fault fault = Fault::kNone;          // source only, tests only
+  std::string replay_capture;          // kEarlierMigration: a capture of an earlier source stream
+};
+
+// Progress callback: {"phase": "...", "pages_total": N, "pages_done": M, ...}
+using ProgressFn = std::function<void(const nlohmann::json&)>;
+
+struct MigrationOutcome {
+  enum Kind { kCommitted, kAborted, kFailed } kind = kFailed;
+  std::string error;       // for kAborted/kFailed: what went wrong
+  nlohmann::json stats;    // QMP-style names (DESIGN §3)
+};
+
+// Source: `fd` is connected to the target. On return the enclave is DEAD (committed), running
+// again (aborted: app ECALLs released), or still FROZEN (failed without an abort token: the
+// operator decides; see `constmig resume --force`).
+MigrationOutcome run_source(platform::Enclave& enclave, const platform::Platform& platform,
+                            HostApp& app, int fd, const MigrateOptions& opts,
+                            const ProgressFn& progress);
+
+// Target: `fd` is an accepted connection. The caller holds app ECALLs and may resume() the
+// host half before calling (its ECALLs wait at the gate). On success this releases the gate
+// and probes the app (first ECALL served: downtime ends).
+MigrationOutcome run_target(platform::Enclave& enclave, const platform::Platform& platform,
+                            HostApp& app, int fd, const MigrateOptions& opts,
+                            const ProgressFn& progress);
+
+}  // namespace constmig::host
