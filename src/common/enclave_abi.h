@@ -64,6 +64,8 @@ enum RuntimeEcall : uint32_t {
   kEcallHeapStats = 0xFFFF0001u,     // out: 5 x u64 (top, limit, in_use, live, total allocs)
   kEcallSelfCheck = 0xFFFF0002u,     // walk the heap; error if corrupted
   kEcallLayout = 0xFFFF0003u,        // out: EnclaveLayout
+  kEcallPrefault = 0xFFFF0004u,      // in: u64 first page, u64 count: touch heap pages (EAUG
+                                     // analogue) without changing their contents
 
   // Migration (ConstMigLib, src/trusted/migration/enclave_migration.h documents each one).
   // They bypass the host's ECALL gate and never allocate from the migrated heap.

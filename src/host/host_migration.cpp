@@ -261,6 +261,37 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
     (void)mcall(e, abi::kEcallMigReset, {});
     return failed(h.error(), false);
   }
+  // Prepare (app still running): tell the target how much heap to populate, wait until it has.
+  {
+    auto hs = e.heap_stats();
+    uint64_t top = hs.ok() ? hs->top : 0;
+    std::string j = nlohmann::json{{"prepare-heap-top", top}}.dump();
+    Status ps = ch.send(FrameType::kStats, as_bytes_view(j));
+    while (ps.ok()) {
+      auto f = ch.recv(o.io_timeout);
+      if (!f.ok()) {
+        ps = f.take_error();
+        break;
+      }
+      if (f->header.type == FrameType::kError) {
+        auto er = wire::decode_error(f->payload);
+        ps = make_error(Errc::kState, "target reported: " + (er.ok() ? er->message : std::string("?")));
+        break;
+      }
+      if (f->header.type != FrameType::kStats) {
+        ps = make_error(Errc::kFormat, "expected the target's STATS (ready), got " +
+                                           wire::frame_type_name(f->header.type));
+        break;
+      }
+      auto js = wire::decode_stats(f->payload);
+      auto jj = js.ok() ? nlohmann::json::parse(*js, nullptr, false) : nlohmann::json();
+      if (jj.is_object() && jj.value("ready", false)) break;
+    }
+    if (!ps.ok()) {
+      (void)mcall(e, abi::kEcallMigReset, {});
+      return failed(ps.error(), false);
+    }
+  }
   st["setup-time"] = ms_since(t_start);
 
   // ---- stop phase: downtime starts at the first held ECALL.
@@ -529,6 +560,45 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
     st["status"] = "failed";
     st["error"] = out.error;
     return out;
+  }
+  // Prepare: populate the heap the source announced (first touch of secret memory is the slow
+  // EAUG analogue), in parallel, before the source stops. Then say ready.
+  {
+    auto f = ch.recv(o.io_timeout);
+    if (!f.ok()) return refuse(f.error());
+    if (f->header.type != FrameType::kStats) {
+      return refuse(make_error(Errc::kFormat, "expected the source's STATS (prepare), got " +
+                                                  wire::frame_type_name(f->header.type)));
+    }
+    auto js = wire::decode_stats(f->payload);
+    auto jj = js.ok() ? nlohmann::json::parse(*js, nullptr, false) : nlohmann::json();
+    uint64_t top = jj.is_object() ? jj.value("prepare-heap-top", 0ull) : 0;
+    auto t_pre = Clock::now();
+    uint64_t pages_to_touch = std::min<uint64_t>(top / abi::kPageSize + (top / abi::kPageSize) / 8,
+                                                 e.ranges().heap_reserve / abi::kPageSize);
+    auto hs = e.heap_stats();
+    if (hs.ok()) pages_to_touch = std::min<uint64_t>(pages_to_touch, hs->limit / abi::kPageSize);
+    std::atomic<uint64_t> next{0};
+    std::vector<std::thread> ts;
+    for (int i = 0; i < std::max(1, o.workers); ++i) {
+      ts.emplace_back([&] {
+        constexpr uint64_t kChunk = 4096;  // pages
+        for (;;) {
+          uint64_t first = next.fetch_add(kChunk);
+          if (first >= pages_to_touch) return;
+          std::vector<uint8_t> in;
+          ByteWriter w(in);
+          w.u64(first);
+          w.u64(std::min(kChunk, pages_to_touch - first));
+          (void)e.call(abi::kEcallPrefault, in, 64);
+        }
+      });
+    }
+    for (auto& t : ts) t.join();
+    st["prefault-time"] = ms_since(t_pre);
+    st["prefault-bytes"] = pages_to_touch * abi::kPageSize;
+    std::string j = nlohmann::json{{"ready", true}}.dump();
+    if (auto s2 = ch.send(FrameType::kStats, as_bytes_view(j)); !s2.ok()) return refuse(s2.error());
   }
   st["setup-time"] = ms_since(t_start);
   report("waiting for the stop phase", 0, 0);

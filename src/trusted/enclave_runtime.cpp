@@ -81,7 +81,8 @@ void put_u64(std::vector<uint8_t>& v, uint64_t x) {
   v.insert(v.end(), b, b + 8);
 }
 
-int32_t run_builtin(uint32_t slot, uint32_t id, std::vector<uint8_t>& result, std::string& err) {
+int32_t run_builtin(uint32_t slot, uint32_t id, ByteView in, std::vector<uint8_t>& result,
+                    std::string& err) {
   switch (id) {
     case kEcallFetchPending:
       if (g_pending[slot] == nullptr || g_pending[slot]->empty()) {
@@ -99,6 +100,24 @@ int32_t run_builtin(uint32_t slot, uint32_t id, std::vector<uint8_t>& result, st
       put_u64(result, s.in_use_bytes);
       put_u64(result, s.live_allocations);
       put_u64(result, s.total_allocations);
+      return abi::kEcallOk;
+    }
+    case abi::kEcallPrefault: {
+      // Make the kernel allocate heap pages now (first touch of secret memory is slow), so a
+      // migration target does it before the stop phase. Contents are kept: read then write.
+      ByteReader r(in);
+      uint64_t first = r.u64(), count = r.u64();
+      const abi::BootPage& bp = boot_page();
+      uint64_t max_pages = bp.heap_limit / abi::kPageSize;
+      if (!r.at_end() || first > max_pages || count > max_pages - first) {
+        err = "prefault: range outside the heap limit";
+        return abi::kEcallBadInput;
+      }
+      auto* base = reinterpret_cast<volatile uint8_t*>(bp.heap_base);
+      for (uint64_t i = first; i < first + count; ++i) {
+        volatile uint8_t* p = base + i * abi::kPageSize;
+        *p = *p;
+      }
       return abi::kEcallOk;
     }
     case kEcallLayout: {
@@ -292,7 +311,8 @@ extern "C" __attribute__((visibility("default"))) int32_t constmig_enclave_ecall
     if (id < abi::kFirstRuntimeEcall && !constmig::trusted::mig::app_enter(&err)) {
       st = abi::kEcallRefused;
     } else if (id >= 0xFFFF0000u) {
-      st = run_builtin(slot, id, result, err);
+      std::vector<uint8_t> in_copy(in, in + in_len);
+      st = run_builtin(slot, id, constmig::ByteView(in_copy.data(), in_copy.size()), result, err);
     } else {
       const AppTable& t = app_table();
       if (id >= t.ecall_count) {

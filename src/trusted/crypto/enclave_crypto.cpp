@@ -80,7 +80,23 @@ EVP_KDF* kdf_hkdf() {
 
 void EvpPkeyDeleter::operator()(evp_pkey_st* k) const { EVP_PKEY_free(k); }
 
+namespace {
+// OpenSSL's globals live in the per-instance .cm_instance section (never migrated), so its
+// allocations must live in per-instance memory too: otherwise a migration target's OpenSSL
+// would point into heap pages that the import overwrites.
+void* ossl_malloc(size_t n, const char*, int) {
+  return constmig::trusted::instance_heap().malloc(n ? n : 1);
+}
+void* ossl_realloc(void* p, size_t n, const char*, int) {
+  if (p == nullptr) return constmig::trusted::instance_heap().malloc(n ? n : 1);
+  return constmig::trusted::route_realloc(p, n ? n : 1);
+}
+void ossl_free(void* p, const char*, int) { constmig::trusted::route_free(p); }
+}  // namespace
+
 Status init() {
+  // Before OpenSSL's first allocation (the function-local static below runs once, first).
+  static const bool mem_ok = CRYPTO_set_mem_functions(ossl_malloc, ossl_realloc, ossl_free) == 1;
   // Thread-safe one-time initialisation (function-local static). No config file, no atexit
   // handler in the host: the enclave's OpenSSL is never cleaned up (the image stays mapped).
   // Error strings are loaded so that failures read as words, not numbers.
@@ -89,6 +105,11 @@ Status init() {
                               OPENSSL_INIT_LOAD_CRYPTO_STRINGS,
                           nullptr) == 1 &&
       md_sha256() != nullptr && cipher_aes256gcm() != nullptr && kdf_hkdf() != nullptr;
+  if (!mem_ok) {
+    return make_error(Errc::kInternal,
+                      "OpenSSL allocated before the enclave installed its memory functions: "
+                      "call constmig::trusted::crypto::init() before any other OpenSSL use");
+  }
   if (!ok) {
     return make_error(Errc::kInternal,
                       "OpenSSL failed to initialise inside the enclave (default provider, "
