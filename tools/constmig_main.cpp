@@ -276,6 +276,8 @@ int cmd_receive(const RunArgs& a) {
     std::fprintf(stderr, "constmig: the incoming migration was refused; this enclave will not run it: %s\n",
                  outcome.error.c_str());
     std::printf("%s\n", outcome.stats.dump(2).c_str());
+    // Let the host half's waiting ECALLs in: the FAILED enclave refuses them, so they end.
+    r->enclave->release_app_ecalls();
     r->app->stop();
     return 1;
   }

@@ -63,6 +63,20 @@ class Channel {
     return enc_.append(type, 0, payload, out);
   }
   void shutdown_write() { ::shutdown(fd_, SHUT_WR); }
+  // After our last frame: half-close and read until the peer closes (or `limit`), so that the
+  // kernel does not answer the peer's unread data with a RST, which would destroy the frames
+  // we just sent (an ABORT token!) before the peer reads them.
+  void drain(std::chrono::milliseconds limit) {
+    ::shutdown(fd_, SHUT_WR);
+    auto deadline = Clock::now() + limit;
+    char buf[65536];
+    while (Clock::now() < deadline) {
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 100) <= 0) continue;
+      ssize_t n = ::read(fd_, buf, sizeof buf);
+      if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) return;
+    }
+  }
 
   Result<OwnedFrame> recv(std::chrono::milliseconds timeout) {
     auto deadline = Clock::now() + timeout;
@@ -548,6 +562,7 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
     auto tok = mcall(e, abi::kEcallMigMakeAbort, {});
     send_error(ch, err);
     if (tok.ok()) (void)ch.send(FrameType::kAbort, *tok);
+    ch.drain(std::chrono::seconds(10));
     out.kind = MigrationOutcome::kFailed;
     out.error = err.message;
     st["status"] = "failed";

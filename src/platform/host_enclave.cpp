@@ -44,6 +44,24 @@ std::string hex_addr(uint64_t a) {
 
 std::string errno_str(int e) { return std::strerror(e); }
 
+std::string runtime_ecall_name(uint32_t id) {
+  static const char* const kMig[] = {"MigHello",       "MigPeer",         "MigConfirm",
+                                     "MigFreeze",      "MigSealHostState", "MigExportPages",
+                                     "MigManifest",    "MigImportSmall",  "MigOpenHostState",
+                                     "MigImportPages", "MigFinish",       "MigMakeAbort",
+                                     "MigCommit",      "MigAbort",        "MigForceResume",
+                                     "MigReset",       "MigStatus"};
+  if (id >= abi::kEcallMigFirst && id <= abi::kEcallMigLast) return kMig[id - abi::kEcallMigFirst];
+  switch (id) {
+    case abi::kEcallFetchPending: return "FetchPending";
+    case abi::kEcallHeapStats: return "HeapStats";
+    case abi::kEcallSelfCheck: return "SelfCheck";
+    case abi::kEcallLayout: return "Layout";
+    case abi::kEcallPrefault: return "Prefault";
+    default: return "#" + std::to_string(id);
+  }
+}
+
 Result<std::vector<uint8_t>> read_file(const std::string& path, uint64_t limit) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
@@ -320,7 +338,7 @@ class EmulatedEnclave final : public Enclave {
       msg.assign(reinterpret_cast<const char*>(out.data()), len);
       while (!msg.empty() && msg.back() == '\0') msg.pop_back();
     }
-    std::string name = id < ecall_names_.size() ? ecall_names_[id] : "#" + std::to_string(id);
+    std::string name = id < ecall_names_.size() ? ecall_names_[id] : runtime_ecall_name(id);
     Errc code = Errc::kInternal;
     switch (st) {
       case abi::kEcallUnknownId: code = Errc::kInvalidArgument; break;

@@ -32,7 +32,8 @@ class PagecounterApp final : public host::HostApp {
   platform::OcallTable ocalls() override { return pc_edl::ocall_table(this); }
   std::string endpoint() const override {
     return "pagecounter oracle: " + std::to_string(opts_.pages_mib) +
-           " MiB of pages, stepping continuously";
+           " MiB of pages, stepping continuously, " + std::to_string(opts_.io_threads) +
+           " ECALL threads";
   }
 
   Status start(platform::Enclave& e) override {
@@ -44,6 +45,10 @@ class PagecounterApp final : public host::HostApp {
     enclave_ = &e;
     running_ = true;
     worker_ = std::thread([this] { loop(); });
+    // Extra threads keep ECALLs in flight concurrently (pc_touch on random pages).
+    for (int i = 1; i < opts_.io_threads; ++i) {
+      touchers_.emplace_back([this, i] { touch_loop(static_cast<uint64_t>(i) << 40); });
+    }
     return ok_status();
   }
   Status probe(platform::Enclave& e) override {
@@ -71,6 +76,8 @@ class PagecounterApp final : public host::HostApp {
   void stop() override {
     running_ = false;
     if (worker_.joinable()) worker_.join();
+    for (auto& t : touchers_) t.join();
+    touchers_.clear();
   }
   nlohmann::json stats() override {
     return {{"rounds", rounds_.load()}, {"touches", touches_.load()},
@@ -81,6 +88,18 @@ class PagecounterApp final : public host::HostApp {
   std::string last_error() {
     std::lock_guard lk(mu_);
     return err_;
+  }
+  void touch_loop(uint64_t seed) {
+    while (running_) {
+      auto t = pc_edl::pc_touch(*enclave_, u64s({seed++, 256}));
+      if (!t.ok()) {
+        std::lock_guard lk(mu_);
+        if (err_.empty() && running_) err_ = t.error().message;
+        return;
+      }
+      touches_ += 256;
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
   }
   void loop() {
     uint64_t seed = 1;
@@ -111,6 +130,7 @@ class PagecounterApp final : public host::HostApp {
   platform::Enclave* enclave_ = nullptr;
   std::atomic<bool> running_{false};
   std::thread worker_;
+  std::vector<std::thread> touchers_;
   std::atomic<uint64_t> rounds_{0}, touches_{0}, checks_{0};
   std::mutex mu_;
   std::string err_;

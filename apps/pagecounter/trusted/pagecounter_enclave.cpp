@@ -10,6 +10,11 @@
 
 CONSTMIG_ENCLAVE(pagecounter, PAGECOUNTER_EDL)
 
+// Tests build a variant with other bytes (so another measurement) from this same source.
+#ifndef PAGECOUNTER_VARIANT
+#define PAGECOUNTER_VARIANT ""
+#endif
+
 using constmig::ByteReader;
 using constmig::trusted::EcallIo;
 namespace abi = constmig::abi;
@@ -62,7 +67,7 @@ int32_t ecall_pc_init(EcallIo& io) {
   ByteReader r(io.in);
   uint64_t mib = r.u64();
   if (!r.at_end() || mib == 0 || mib > kMaxMib) {
-    io.error = "pc_init expects one u64: MiB of pages, 1.." + std::to_string(kMaxMib);
+    io.error = PAGECOUNTER_VARIANT "pc_init expects one u64: MiB of pages, 1.." + std::to_string(kMaxMib);
     return abi::kEcallBadInput;
   }
   std::lock_guard lk(g.init_mu);

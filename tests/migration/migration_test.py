@@ -1,0 +1,420 @@
+#!/usr/bin/env python3
+"""Migration test matrix: drives real constmig processes (run / receive / migrate / status).
+
+Usage: migration_test.py --bin BUILD/bin CASE
+Each case prints what it checks and exits 0 (pass), 1 (fail) or 77 (skip).
+Hosts are two processes on 127.0.0.1 with SEPARATE platform keys (CONSTMIG_HOME), each
+trusting the other, like two machines.
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+BIN = None
+TMP = None
+PROCS = []
+
+
+class Fail(Exception):
+    pass
+
+
+def check(cond, msg):
+    if not cond:
+        raise Fail(msg)
+    print(f"  ok: {msg}")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def home(name):
+    return os.path.join(TMP, name)
+
+
+def setup_hosts(trust_each_other=True):
+    """Two platform homes (source 'a', target 'b') with their own keys."""
+    keys = {}
+    for h in ("a", "b"):
+        os.makedirs(home(h), exist_ok=True)
+        out = subprocess.run([os.path.join(BIN, "constmig"), "--state-dir", home(h), "platform", "--export-key"],
+                             check=True, capture_output=True, text=True).stdout
+        keys[h] = out
+    for h in ("a", "b"):
+        os.makedirs(os.path.join(home(h), "trust"), exist_ok=True)
+        with open(os.path.join(home(h), "trust", "self.pem"), "w") as f:
+            f.write(keys[h])
+        if trust_each_other:
+            other = "b" if h == "a" else "a"
+            with open(os.path.join(home(h), "trust", "peer.pem"), "w") as f:
+                f.write(keys[other])
+
+
+def spawn(host, args, log):
+    f = open(os.path.join(TMP, log), "w")
+    p = subprocess.Popen([os.path.join(BIN, "constmig"), "--state-dir", home(host)] + args,
+                         stdout=f, stderr=subprocess.STDOUT)
+    p.logname = os.path.join(TMP, log)
+    PROCS.append(p)
+    return p
+
+
+def log_of(p):
+    with open(p.logname) as f:
+        return f.read()
+
+
+def wait_for(pred, timeout, what):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if pred():
+            return
+        time.sleep(0.05)
+    raise Fail(f"timed out waiting for {what}")
+
+
+def ctl(host, app="x"):
+    return os.path.join(TMP, f"{host}-{app}.ctl")
+
+
+def status(path):
+    r = subprocess.run([os.path.join(BIN, "constmig"), "status", "--control", path],
+                       capture_output=True, text=True, timeout=30)
+    try:
+        return json.loads(r.stdout)
+    except ValueError:
+        return None
+
+
+def start_source(app, extra):
+    c = ctl("a", app)
+    p = spawn("a", ["run", "--app", app, "--control", c, "--stats-interval", "0"] + extra, "source.log")
+    wait_for(lambda: os.path.exists(c) and status(c) is not None, 30, "source control socket")
+    return p, c
+
+
+def start_target(app, extra, listen_port, image=None):
+    c = ctl("b", app)
+    args = ["receive", "--app", app, "--listen", f"127.0.0.1:{listen_port}", "--control", c,
+            "--stats-interval", "0", "--accept-timeout", "60"] + extra
+    if image:
+        args += ["--image", image]
+    p = spawn("b", args, "target.log")
+    wait_for(lambda: "waiting for an incoming migration" in log_of(p) or p.poll() is not None, 30,
+             "target to listen")
+    return p, c
+
+
+def migrate(src_ctl, port, *extra):
+    r = subprocess.run([os.path.join(BIN, "constmig"), "migrate", "--control", src_ctl, "--to",
+                        f"127.0.0.1:{port}"] + list(extra), capture_output=True, text=True, timeout=120)
+    stats = None
+    try:
+        stats = json.loads(r.stdout) if r.stdout.strip() else None
+    except ValueError:
+        pass
+    return r.returncode, stats, r.stderr
+
+
+def pagecounter_ok(c, min_checks=1):
+    s = status(c)
+    if not s:
+        return False, "no status"
+    a = s.get("app_stats", {})
+    return a.get("last_error", "") == "" and a.get("checks_passed", 0) >= min_checks, a
+
+
+# ---- cases -----------------------------------------------------------------------------------
+
+def case_stop_and_copy_pagecounter():
+    setup_hosts()
+    port = free_port()
+    src, sc = start_source("pagecounter", ["--pages", "48", "--max-memory", "256M", "--io-threads", "4"])
+    wait_for(lambda: pagecounter_ok(sc)[0], 30, "source oracle check")
+    tgt, tc = start_target("pagecounter", ["--max-memory", "256M", "--io-threads", "4"], port)
+    rc, stats, err = migrate(sc, port, "--capture", os.path.join(TMP, "s.cap"))
+    check(rc == 0, f"migrate succeeded (rc={rc}) {err[-300:]}")
+    check(stats["status"] == "completed", "status completed")
+    check(stats["pages-pushed"] == stats["heap-bytes"] // 4096, "every heap page pushed")
+    check(stats.get("downtime", 0) > 0, f"downtime measured: {stats.get('downtime')} ms")
+    wait_for(lambda: src.poll() is not None, 20, "source to exit after commit")
+    before = status(tc)["app_stats"]
+    wait_for(lambda: pagecounter_ok(tc, before["checks_passed"] + 2)[0], 30,
+             "two more oracle checks on the target")
+    a = status(tc)["app_stats"]
+    check(a["last_error"] == "", "no oracle error on the target")
+    check(a["rounds"] > before["rounds"], "target keeps stepping every page")
+
+
+def kv_cmd(port, *args, timeout=5):
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    req = f"*{len(args)}\r\n" + "".join(f"${len(str(a))}\r\n{a}\r\n" for a in args)
+    s.sendall(req.encode())
+    data = b""
+    while not data.endswith(b"\r\n") or (data.startswith(b"$") and data.count(b"\r\n") < 2 and not data.startswith(b"$-1")):
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    return data.decode(errors="replace")
+
+
+def case_stop_and_copy_kvstore_writers():
+    setup_hosts()
+    port, sport, tport = free_port(), free_port(), free_port()
+    src, sc = start_source("kvstore", ["--port", str(sport), "--max-memory", "256M"])
+    # Bulk data first (so there is a heap to move), then writers during the migration.
+    for i in range(2000):
+        kv_cmd(sport, "SET", f"bulk:{i}", "v" * 200 + str(i))
+    tgt, tc = start_target("kvstore", ["--port", str(tport), "--max-memory", "256M"], port)
+    acked = {}
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def writer(w):
+        n = 0
+        ports = [sport, tport]
+        conn_port = 0
+        while not stop.is_set():
+            key = f"w{w}:k{n % 50}"
+            try:
+                r = kv_cmd(ports[conn_port], "SET", key, str(n), timeout=10)
+            except OSError:
+                conn_port = 1  # source gone: reconnect to the target
+                continue
+            if r == "+OK\r\n":
+                with lock:
+                    acked[key] = n
+                n += 1
+            else:
+                conn_port = 1  # refused (migrated away): go to the target
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    rc, stats, err = migrate(sc, port)
+    time.sleep(0.5)
+    stop.set()
+    for t in threads:
+        t.join()
+    check(rc == 0, f"migrate with 8 writers in flight succeeded (rc={rc}) {err[-300:]}")
+    check(len(acked) > 0, f"{len(acked)} keys acknowledged")
+    lost = []
+    for key, n in acked.items():
+        r = kv_cmd(tport, "GET", key)
+        val = r.split("\r\n")[1] if r.startswith("$") and not r.startswith("$-1") else None
+        if val is None or int(val) < n:
+            lost.append((key, n, r))
+    check(not lost, f"no acknowledged write lost on the target ({len(lost)} lost: {lost[:3]})")
+    for i in (0, 999, 1999):
+        check(kv_cmd(tport, "GET", f"bulk:{i}") == f"${201 + len(str(i)) - 1}\r\n{'v' * 200}{i}\r\n",
+              f"bulk:{i} intact")
+
+
+def case_inspect_capture_has_no_plaintext():
+    setup_hosts()
+    port, sport, tport = free_port(), free_port(), free_port()
+    secret = "TOPSECRET-" + "Q" * 40
+    src, sc = start_source("kvstore", ["--port", str(sport), "--max-memory", "64M"])
+    check(kv_cmd(sport, "SET", "k", secret) == "+OK\r\n", "secret stored")
+    tgt, tc = start_target("kvstore", ["--port", str(tport), "--max-memory", "64M"], port)
+    cap = os.path.join(TMP, "s.cap")
+    rc, stats, err = migrate(sc, port, "--capture", cap)
+    check(rc == 0, "migrate succeeded")
+    data = open(cap, "rb").read()
+    check(secret.encode() not in data, f"the {len(data)}-byte stream does not contain the secret")
+    r = subprocess.run([os.path.join(BIN, "constmig"), "inspect", cap], capture_output=True, text=True)
+    check(r.returncode == 0, "inspect decodes the whole capture")
+    check("PAGES" in r.stdout and secret not in r.stdout, "inspect lists PAGES frames, never plaintext")
+    check(kv_cmd(tport, "GET", "k") == f"${len(secret)}\r\n{secret}\r\n", "secret arrived on the target")
+
+
+FAULT_EXPECT = {
+    "corrupt-ciphertext": "failed authentication",
+    "corrupt-tag": "failed authentication",
+    "duplicate-page": "arrived twice",
+    "replay-frame": "",
+    "reorder-frames": "",
+    "drop-page": "never arrived",
+    "truncate": "",
+    "forge-manifest": "MANIFEST record failed authentication",
+    "oversize-length": "",
+    "earlier-migration": "failed authentication",
+}
+
+
+def run_fault(fault):
+    setup_hosts()
+    port = free_port()
+    src, sc = start_source("pagecounter", ["--pages", "16", "--max-memory", "128M", "--io-threads", "2"])
+    extra = []
+    if fault == "earlier-migration":
+        # Record a complete earlier migration of another instance to replay from.
+        p1 = free_port()
+        s0, c0 = start_source_named("pagecounter", "pre")
+        t0, _ = start_target_named("pagecounter", "pre", p1)
+        cap = os.path.join(TMP, "earlier.cap")
+        rc, _, _ = migrate(c0, p1, "--capture", cap)
+        check(rc == 0, "earlier migration recorded")
+        extra = ["--replay-capture", cap]
+    tgt, tc = start_target("pagecounter", ["--max-memory", "128M"], port)
+    rc, stats, err = migrate(sc, port, "--fault", fault, *extra)
+    check(rc != 0, f"migration with fault {fault} did not complete")
+    wait_for(lambda: tgt.poll() is not None, 30, "target to exit")
+    tlog = log_of(tgt)
+    check(tgt.returncode != 0, "target refused to run on the received state")
+    check("refused" in tlog, "target says it refused")
+    if FAULT_EXPECT[fault]:
+        check(FAULT_EXPECT[fault] in tlog, f"target names the problem ('{FAULT_EXPECT[fault]}')")
+    check(stats is not None and stats.get("status") == "aborted",
+          f"source got the abort token and resumed (status={stats and stats.get('status')})")
+    s0 = status(sc)["app_stats"]["checks_passed"]
+    wait_for(lambda: pagecounter_ok(sc, s0 + 2)[0], 30, "source oracle keeps passing after resume")
+    check(src.poll() is None, "source still running with all its data")
+
+
+def start_source_named(app, tag):
+    c = os.path.join(TMP, f"{tag}-src.ctl")
+    p = spawn("a", ["run", "--app", app, "--pages", "8", "--max-memory", "64M", "--control", c,
+                    "--stats-interval", "0"], f"{tag}-source.log")
+    wait_for(lambda: os.path.exists(c) and status(c) is not None, 30, "pre source")
+    return p, c
+
+
+def start_target_named(app, tag, port):
+    c = os.path.join(TMP, f"{tag}-dst.ctl")
+    p = spawn("b", ["receive", "--app", app, "--max-memory", "64M", "--listen", f"127.0.0.1:{port}",
+                    "--control", c, "--stats-interval", "0", "--accept-timeout", "60"], f"{tag}-target.log")
+    wait_for(lambda: "waiting for an incoming" in log_of(p), 30, "pre target")
+    return p, c
+
+
+def case_wrong_measurement():
+    setup_hosts()
+    port = free_port()
+    src, sc = start_source("pagecounter", ["--pages", "8", "--max-memory", "64M"])
+    tgt, tc = start_target("pagecounter", ["--max-memory", "64M"], port,
+                           image=os.path.join(BIN, "pagecounter_alt_enclave.enclave.so"))
+    rc, stats, err = migrate(sc, port)
+    check(rc != 0, "migration refused")
+    wait_for(lambda: tgt.poll() is not None, 30, "target to exit")
+    check("measurement differs" in log_of(tgt) or "measurement differs" in err,
+          "a peer with another measurement is named as such")
+    check(status(sc)["app_stats"]["last_error"] == "", "source never froze and keeps running")
+
+
+def case_untrusted_platform_key():
+    setup_hosts(trust_each_other=False)
+    port = free_port()
+    src, sc = start_source("pagecounter", ["--pages", "8", "--max-memory", "64M"])
+    tgt, tc = start_target("pagecounter", ["--max-memory", "64M"], port)
+    rc, stats, err = migrate(sc, port)
+    check(rc != 0, "migration refused")
+    wait_for(lambda: tgt.poll() is not None, 30, "target to exit")
+    check("not in the trust store" in log_of(tgt) + err, "the untrusted platform is named as such")
+    check(src.poll() is None and status(sc)["app_stats"]["last_error"] == "", "source unharmed")
+
+
+def case_second_target_refused():
+    setup_hosts()
+    p1, p2 = free_port(), free_port()
+    src, sc = start_source("pagecounter", ["--pages", "8", "--max-memory", "64M"])
+    t1, _ = start_target("pagecounter", ["--max-memory", "64M"], p1)
+    c2 = os.path.join(TMP, "b2.ctl")
+    t2 = spawn("b", ["receive", "--app", "pagecounter", "--max-memory", "64M", "--listen",
+                     f"127.0.0.1:{p2}", "--control", c2, "--accept-timeout", "20"], "target2.log")
+    wait_for(lambda: "waiting for an incoming" in log_of(t2), 30, "second target")
+    rc1, st1, _ = migrate(sc, p1)
+    check(rc1 == 0, "first migration committed")
+    rc2, st2, err2 = migrate(sc, p2)
+    check(rc2 != 0, "a second migration of the same source is refused")
+    time.sleep(0.5)
+    check("migration received" not in log_of(t2), "the second target never received state")
+
+
+def case_committed_source_refuses_ecalls():
+    setup_hosts()
+    port, sport, tport = free_port(), free_port(), free_port()
+    src, sc = start_source("kvstore", ["--port", str(sport), "--max-memory", "64M"])
+    kv_cmd(sport, "SET", "a", "1")
+    # Keep a client connection to the source open across the migration.
+    s = socket.create_connection(("127.0.0.1", sport), timeout=10)
+    tgt, tc = start_target("kvstore", ["--port", str(tport), "--max-memory", "64M"], port)
+    rc, stats, err = migrate(sc, port)
+    check(rc == 0, "migration committed")
+    try:
+        s.sendall(b"GET a\r\n")
+        r = s.recv(4096).decode(errors="replace")
+    except OSError:
+        r = "<closed>"
+    check("+" not in r[:1] and not r.startswith("$1"), f"source no longer answers from its enclave: {r.strip()[:80]!r}")
+    check(kv_cmd(tport, "GET", "a") == "$1\r\n1\r\n", "target serves the data")
+
+
+def case_target_too_small():
+    setup_hosts()
+    port = free_port()
+    src, sc = start_source("pagecounter", ["--pages", "48", "--max-memory", "256M"])
+    tgt, tc = start_target("pagecounter", ["--max-memory", "32M"], port)
+    rc, stats, err = migrate(sc, port)
+    check(rc != 0, "migration to a too-small target refused")
+    wait_for(lambda: tgt.poll() is not None, 30, "target to exit")
+    check("--max-memory" in log_of(tgt), "target tells the operator to raise --max-memory")
+    check(stats is not None and stats.get("status") == "aborted", "source resumed with the abort token")
+
+
+def main():
+    global BIN, TMP
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("case")
+    a = ap.parse_args()
+    BIN = os.path.abspath(a.bin)
+    TMP = tempfile.mkdtemp(prefix="cmtest-")
+    name = a.case
+    fn = globals().get("case_" + name)
+    if name.startswith("fault_"):
+        fault = name[len("fault_"):].replace("_", "-")
+        fn = lambda: run_fault(fault)  # noqa: E731
+    if fn is None:
+        print(f"unknown case {name}")
+        return 2
+    print(f"== {name}")
+    rc = 0
+    try:
+        fn()
+        print(f"PASS {name}")
+    except Fail as e:
+        print(f"FAIL {name}: {e}")
+        rc = 1
+    finally:
+        for p in PROCS:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for p in PROCS:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        if rc != 0:
+            for p in PROCS:
+                print(f"---- {p.logname}")
+                print(log_of(p)[-3000:])
+        shutil.rmtree(TMP, ignore_errors=True)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
