@@ -125,7 +125,7 @@ host::MigrateOptions migrate_options_from(const nlohmann::json& req) {
   std::string mode = req.value("mode", "stop-and-copy");
   o.mode = mode == "constmig" ? wire::Mode::kConstMig : wire::Mode::kStopAndCopy;
   o.workers = req.value("workers", 2);
-  o.batch_pages = req.value("batch_pages", 256u);
+  o.batch_pages = req.value("batch_pages", 0u);
   o.capture_path = req.value("capture", "");
   o.replay_capture = req.value("replay_capture", "");
   if (auto f = host::parse_fault(req.value("fault", "none")); f.ok()) o.fault = *f;
@@ -410,14 +410,14 @@ int main(int argc, char** argv) {
 
   std::string control, to, mode = "stop-and-copy", fault = "none", capture, replay;
   int workers = 2;
-  uint32_t batch = 256;
+  uint32_t batch = 0;
   auto* mig = cli.add_subcommand("migrate", "send a running app (constmig run --control PATH) to a target (constmig receive)");
   mig->add_option("--control", control, "control socket of the SOURCE process")->required();
   mig->add_option("--to", to, "HOST:PORT where `constmig receive --listen` waits")->required();
   mig->add_option("--mode", mode, "stop-and-copy (the MigSGX baseline); constmig (live) arrives with issue #5")
       ->capture_default_str()->check(CLI::IsMember({"stop-and-copy", "constmig"}));
   mig->add_option("--workers", workers, "encrypt workers on the source")->capture_default_str()->check(CLI::Range(1, 64));
-  mig->add_option("--batch-pages", batch, "pages per PAGES frame")->capture_default_str()->check(CLI::Range(1, 1024));
+  mig->add_option("--batch-pages", batch, "pages per PAGES frame (0 = auto: stream buffers <= 1% of the heap)")->capture_default_str()->check(CLI::Range(0, 1024));
   mig->add_option("--capture", capture, "record the source's outgoing stream (constmig inspect FILE)");
   mig->add_option("--fault", fault, "TESTING ONLY: corrupt the outgoing stream: " + host::fault_names())->capture_default_str();
   mig->add_option("--replay-capture", replay, "TESTING ONLY: capture of an earlier migration (--fault earlier-migration)");

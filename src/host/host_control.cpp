@@ -78,6 +78,13 @@ void ControlServer::stop() {
     (void)!::write(wake_[1], &c, 1);
   }
   if (thread_.joinable()) thread_.join();
+  {
+    std::lock_guard lk(conn_mu_);
+    for (auto& t : conns_) {
+      if (t.joinable()) t.join();
+    }
+    conns_.clear();
+  }
   for (int* f : {&fd_, &wake_[0], &wake_[1]}) {
     if (*f >= 0) ::close(*f);
     *f = -1;
@@ -97,6 +104,14 @@ void ControlServer::loop() {
     if (!(p[0].revents & POLLIN)) continue;
     int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
     if (c < 0) continue;
+    // One thread per connection: `status` answers while a `migrate` runs.
+    std::lock_guard lk(conn_mu_);
+    conns_.emplace_back([this, c] { serve_one(c); });
+  }
+}
+
+void ControlServer::serve_one(int c) {
+  {
     std::string req;
     char buf[4096];
     while (req.find('\n') == std::string::npos && req.size() < kMaxRequest) {

@@ -12,7 +12,9 @@
 
 #include <functional>
 #include <string>
+#include <mutex>
 #include <thread>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -32,6 +34,9 @@ class ControlServer {
 
  private:
   void loop();
+  void serve_one(int client_fd);
+  std::mutex conn_mu_;
+  std::vector<std::thread> conns_;
   std::string path_;
   Handler handler_;
   int fd_ = -1;

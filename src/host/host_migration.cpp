@@ -217,9 +217,21 @@ Status handshake(platform::Enclave& e, const platform::Platform& plat, HostApp& 
   return ok_status();
 }
 
-void flip(std::vector<uint8_t>& v, size_t at) {
+void flip(MutableByteView v, size_t at) {
   if (at < v.size()) v[at] ^= 0x01;
 }
+
+}  // namespace
+
+uint32_t auto_batch_pages(uint64_t heap_bytes, int workers) {
+  // Frames in flight: source: one per worker; target: queue (2 x workers) + one per worker +
+  // the reader's frame. Keep them all within 1% of the heap, between 16 and 1024 pages.
+  uint64_t frames = 2 * static_cast<uint64_t>(std::max(1, workers)) + 3 * static_cast<uint64_t>(std::max(1, workers)) + 1;
+  uint64_t pages = heap_bytes / 100 / (frames * wire::kDataRecordSize);
+  return static_cast<uint32_t>(std::clamp<uint64_t>(pages, 16, wire::kMaxPagesPerBatch));
+}
+
+namespace {
 
 }  // namespace
 
@@ -373,17 +385,23 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
     if (earlier.empty()) s = make_error(Errc::kInvalidArgument, "no PAGES frame in " + o.replay_capture);
   }
   auto t_pages = Clock::now();
+  // Buffers: each source worker holds one frame (its output buffer); each frame is at most
+  // batch_pages DATA records. batch_pages defaults so that source and target buffers together
+  // stay within 1% of the heap (see auto_batch_pages).
+  const uint32_t batch = o.batch_pages ? o.batch_pages : auto_batch_pages(heap_top, o.workers);
+  st["batch-pages"] = batch;
+  st["buffer-bytes"] = static_cast<uint64_t>(std::max(1, o.workers)) * (wire::kPagesHeaderSize + batch * wire::kDataRecordSize);
   auto worker = [&]() {
-    std::vector<uint8_t> buf(wire::kMaxPagesPayload + 64);
+    std::vector<uint8_t> buf(wire::kPagesHeaderSize + batch * wire::kDataRecordSize + 64);
     std::vector<uint8_t> in;
     while (true) {
       {
         std::lock_guard lk(err_mu);
         if (worker_err) return;
       }
-      uint64_t first = cursor.fetch_add(o.batch_pages);
+      uint64_t first = cursor.fetch_add(batch);
       if (first >= pages) return;
-      uint32_t count = static_cast<uint32_t>(std::min<uint64_t>(o.batch_pages, pages - first));
+      uint32_t count = static_cast<uint32_t>(std::min<uint64_t>(batch, pages - first));
       in.clear();
       ByteWriter w(in);
       w.u64(first);
@@ -392,7 +410,7 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
       Status ws = n.ok() ? ok_status() : Status(n.take_error());
       uint64_t b = batches.fetch_add(1);
       if (ws.ok()) {
-        std::vector<uint8_t> payload(buf.begin(), buf.begin() + static_cast<long>(*n));
+        MutableByteView payload(buf.data(), *n);
         // Count kinds for stats.
         std::vector<wire::PageRecord> recs;
         if (wire::decode_pages(payload, recs).ok()) {

@@ -34,12 +34,15 @@ enum class Fault {
   kEarlierMigration,   // inject a PAGES frame recorded from an earlier migration
 };
 Result<Fault> parse_fault(const std::string& name);
+
+// Default pages per PAGES frame: all stream buffers of both sides within 1% of the heap.
+uint32_t auto_batch_pages(uint64_t heap_bytes, int workers);
 std::string fault_names();
 
 struct MigrateOptions {
   wire::Mode mode = wire::Mode::kStopAndCopy;
   int workers = 2;                     // encrypt (source) / decrypt (target) workers
-  uint32_t batch_pages = 256;          // pages per PAGES frame (<= 1024)
+  uint32_t batch_pages = 0;            // pages per PAGES frame (<= 1024); 0 = auto_batch_pages
   std::chrono::milliseconds quiesce_timeout{10000};
   std::chrono::milliseconds io_timeout{60000};
   std::string capture_path;            // record the stream this side SENDS (constmig inspect)
