@@ -2,6 +2,7 @@
 #include "kvstore/trusted/kv_engine.h"
 
 #include <algorithm>
+#include <cstring>
 #include <charconv>
 #include <new>
 #include <utility>
@@ -10,7 +11,7 @@ namespace constmig::kvstore {
 
 enum class KvEngine::Cmd : uint8_t {
   kGet, kSet, kIncr, kPing, kEcho, kDel, kExists, kDbsize, kInfo, kFlushall, kConfig, kCommand,
-  kSelect, kUnknown,
+  kSelect, kDebug, kUnknown,
 };
 
 namespace {
@@ -30,7 +31,7 @@ struct Spec {
 constexpr Spec kSpecs[] = {
     {"get", 2},      {"set", -3},    {"incr", 2},   {"ping", -1},     {"echo", 2},
     {"del", -2},     {"exists", -2}, {"dbsize", 1}, {"info", -1},     {"flushall", -1},
-    {"config", -2},  {"command", -1}, {"select", 2}, {"", 0},
+    {"config", -2},  {"command", -1}, {"select", 2}, {"debug", -2}, {"", 0},
 };
 
 char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
@@ -174,6 +175,9 @@ KvEngine::Cmd KvEngine::lookup(std::string_view name) {
       if (iequals(name, "echo")) return Cmd::kEcho;
       if (iequals(name, "info")) return Cmd::kInfo;
       break;
+    case 5:
+      if (iequals(name, "debug")) return Cmd::kDebug;
+      break;
     case 6:
       if (iequals(name, "exists")) return Cmd::kExists;
       if (iequals(name, "dbsize")) return Cmd::kDbsize;
@@ -193,7 +197,8 @@ KvEngine::Cmd KvEngine::lookup(std::string_view name) {
 }
 
 bool KvEngine::changes_data(Cmd c) {
-  return c == Cmd::kSet || c == Cmd::kIncr || c == Cmd::kDel || c == Cmd::kFlushall;
+  return c == Cmd::kSet || c == Cmd::kIncr || c == Cmd::kDel || c == Cmd::kFlushall ||
+         c == Cmd::kDebug;
 }
 
 MemInfo KvEngine::mem_info() const {
@@ -292,8 +297,56 @@ void KvEngine::dispatch(Cmd c, const std::vector<std::string_view>& argv, std::s
       if (db != 0) return resp::error(reply, "ERR DB index is out of range");
       return resp::simple(reply, "OK");
     }
+    case Cmd::kDebug: cmd_debug(argv, reply); return;
     case Cmd::kUnknown: break;
   }
+}
+
+// DEBUG POPULATE count [prefix] [size]: like Redis's, creates keys prefix:0..count-1 (existing
+// keys are kept) with `size`-byte values (default 16). Values are a deterministic non-zero
+// pattern of the key number, so benchmarks move real data, not zero pages.
+void KvEngine::cmd_debug(const std::vector<std::string_view>& argv, std::string& reply) {
+  if (!iequals(argv[1], "populate")) {
+    return resp::error(reply, "ERR DEBUG subcommand not supported (only POPULATE)");
+  }
+  if (argv.size() < 3 || argv.size() > 5) return wrong_args(reply, "debug");
+  int64_t count = 0, size = 16;
+  if (!resp::parse_int64(argv[2], &count) || count < 0 || count > 100000000) {
+    return resp::error(reply, "ERR count must be 0..100000000");
+  }
+  std::string prefix = argv.size() >= 4 ? std::string(argv[3]) : std::string("key");
+  if (argv.size() == 5 && (!resp::parse_int64(argv[4], &size) || size < 1 || size > (1 << 20))) {
+    return resp::error(reply, "ERR size must be 1..1048576");
+  }
+  // A 64 KiB pseudo-random pool; key i takes a window of it at an offset derived from i.
+  std::string pool(64 << 10, 'x');
+  uint64_t x = 0x9e3779b97f4a7c15ull;
+  for (char& ch : pool) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    ch = static_cast<char>('!' + (x % 90));
+  }
+  std::string key, value(static_cast<size_t>(size), 'x');
+  for (int64_t i = 0; i < count; ++i) {
+    key = prefix + ":" + std::to_string(i);
+    size_t off = static_cast<size_t>((static_cast<uint64_t>(i) * 7919u) % (pool.size() - 1));
+    for (size_t j = 0; j < value.size();) {
+      size_t n = std::min(value.size() - j, pool.size() - off);
+      std::memcpy(&value[j], pool.data() + off, n);
+      j += n;
+      off = 0;
+    }
+    if (would_exceed_memory(key.size() + value.size() + kEntryOverhead)) {
+      return resp::error(reply, kOomError);
+    }
+    Shard& s = shard_for(key);
+    std::lock_guard<ShardLock> g(s.mu);
+    if (s.map.find(key) != s.map.end()) continue;
+    s.map.emplace(key, value);
+    s.bytes += key.size() + value.size() + kEntryOverhead;
+  }
+  resp::simple(reply, "OK");
 }
 
 void KvEngine::cmd_get(const std::vector<std::string_view>& argv, std::string& reply) {

@@ -12,7 +12,7 @@
 // Commands (case-insensitive; replies and error strings as Redis 7):
 //   PING [msg] | ECHO msg | GET k | SET k v [NX|XX] | DEL k.. | EXISTS k.. | INCR k | DBSIZE |
 //   INFO [section..] | FLUSHALL [ASYNC|SYNC] | CONFIG GET pattern.. | COMMAND [DOCS|COUNT ..] |
-//   SELECT 0
+//   SELECT 0 | DEBUG POPULATE count [prefix] [size]
 // Memory: SET and INCR ask the MemInfo hook (the enclave heap's used bytes and limit) and answer
 // "-OOM command not allowed when used memory > 'maxmemory'." when used + needed > maxmemory,
 // where maxmemory = limit minus a reserve (limit/16, at most 64 MiB) kept for replies, batch
@@ -134,6 +134,7 @@ class KvEngine {
   void cmd_flushall(const std::vector<std::string_view>& argv, std::string& reply);
   void cmd_config(const std::vector<std::string_view>& argv, std::string& reply);
   void cmd_command(const std::vector<std::string_view>& argv, std::string& reply);
+  void cmd_debug(const std::vector<std::string_view>& argv, std::string& reply);
 
   EngineOptions options_;
   Shard shards_[kShards];
