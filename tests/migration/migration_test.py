@@ -61,9 +61,13 @@ def setup_hosts(trust_each_other=True):
                 f.write(keys[other])
 
 
+NETNS_PREFIX = None  # set by case_stop_and_copy_netns: run hosts in namespaces
+
+
 def spawn(host, args, log):
     f = open(os.path.join(TMP, log), "w")
-    p = subprocess.Popen([os.path.join(BIN, "constmig"), "--state-dir", home(host)] + args,
+    wrap = ["ip", "netns", "exec", f"{NETNS_PREFIX}-{host}"] if NETNS_PREFIX else []
+    p = subprocess.Popen(wrap + [os.path.join(BIN, "constmig"), "--state-dir", home(host)] + args,
                          stdout=f, stderr=subprocess.STDOUT)
     p.logname = os.path.join(TMP, log)
     PROCS.append(p)
@@ -375,6 +379,41 @@ def case_target_too_small():
     check(stats is not None and stats.get("status") == "aborted", "source resumed with the abort token")
 
 
+def case_stop_and_copy_netns():
+    """The same oracle migration between two network-namespace hosts over veth."""
+    global NETNS_PREFIX
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "netns-hosts.sh")
+    prefix = "cmt" + str(os.getpid() % 100000)
+    r = subprocess.run([script, "up", "--prefix", prefix], capture_output=True, text=True)
+    if r.returncode != 0:
+        print(f"SKIP: network namespaces unavailable: {r.stderr.strip()[:200]}")
+        raise SystemExit(77)
+    try:
+        NETNS_PREFIX = prefix
+        setup_hosts()
+        src, sc = start_source("pagecounter", ["--pages", "32", "--max-memory", "128M", "--io-threads", "2"])
+        c = ctl("b", "pagecounter")
+        tgt = spawn("b", ["receive", "--app", "pagecounter", "--listen", "10.77.0.2:7000", "--control", c,
+                          "--max-memory", "128M", "--stats-interval", "0", "--accept-timeout", "60"], "target.log")
+        wait_for(lambda: "waiting for an incoming" in log_of(tgt), 30, "target in namespace b")
+        r = subprocess.run([os.path.join(BIN, "constmig"), "migrate", "--control", sc, "--to", "10.77.0.2:7000"],
+                           capture_output=True, text=True, timeout=120)
+        check(r.returncode == 0, f"migrated from {prefix}-a (10.77.0.1) to {prefix}-b (10.77.0.2) over veth")
+        wait_for(lambda: pagecounter_ok(c, 2)[0], 30, "oracle checks on host b")
+        check(status(c)["app_stats"]["last_error"] == "", "oracle passes on host b")
+    finally:
+        NETNS_PREFIX = None
+        for p in PROCS:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for p in PROCS:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        subprocess.run([script, "down", "--prefix", prefix], capture_output=True)
+
+
 def main():
     global BIN, TMP
     ap = argparse.ArgumentParser(description=__doc__)
@@ -396,6 +435,8 @@ def main():
     try:
         fn()
         print(f"PASS {name}")
+    except SystemExit as e:
+        rc = e.code if isinstance(e.code, int) else 1
     except Fail as e:
         print(f"FAIL {name}: {e}")
         rc = 1
