@@ -51,6 +51,8 @@ struct Context {
   std::unique_ptr<std::atomic<uint8_t>[]> page_bits;
   std::atomic<uint64_t> pages_done{0};
   bool small_state_done = false, host_state_done = false;
+  std::mutex fail_mu;
+  std::string fail_reason;  // the first reason this target refused (FAILED)
 };
 
 CONSTMIG_INSTANCE Context* g_ctx = nullptr;
@@ -95,8 +97,21 @@ int32_t fail(Call& c, const Error& e) {
 
 // Moving to FAILED on the target: it will never run the app on what it received.
 int32_t fail_target(Context& m, Call& c, std::string msg) {
-  if (m.role == wire::Role::kTarget) m.state = abi::kMigFailed;
+  if (m.role == wire::Role::kTarget) {
+    std::lock_guard lk(m.fail_mu);
+    if (m.fail_reason.empty()) m.fail_reason = msg;
+    m.state = abi::kMigFailed;
+  }
   return fail(c, abi::kEcallBadInput, "migration refused: " + msg);
+}
+
+// A target that already refused answers every later call with its first reason (concurrent
+// workers then all report the real cause, not "wrong state").
+bool already_failed(Context& m, Call& c, int32_t* rc) {
+  if (m.role != wire::Role::kTarget || m.state != abi::kMigFailed) return false;
+  std::lock_guard lk(m.fail_mu);
+  *rc = fail(c, abi::kEcallBadInput, "migration refused: " + m.fail_reason);
+  return true;
 }
 
 const Key32& send_key(const Context& m) {
@@ -595,6 +610,7 @@ int32_t mig_import_small(Context& m, Call& c) {
 
 int32_t mig_open_host_state(Context& m, Call& c) {
   std::lock_guard lk(m.mu);
+  if (int32_t rc; already_failed(m, c, &rc)) return rc;
   if (m.role != wire::Role::kTarget || m.state != abi::kMigImporting || m.host_state_done) {
     return fail(c, abi::kEcallRefused, "MigOpenHostState: needs an importing target, once");
   }
@@ -606,6 +622,7 @@ int32_t mig_open_host_state(Context& m, Call& c) {
 }
 
 int32_t mig_import_pages(Context& m, Call& c) {
+  if (int32_t rc; already_failed(m, c, &rc)) return rc;
   if (m.role != wire::Role::kTarget || m.state != abi::kMigImporting) {
     return fail(c, abi::kEcallRefused, "MigImportPages: needs an importing target");
   }
@@ -663,6 +680,7 @@ int32_t mig_import_pages(Context& m, Call& c) {
 
 int32_t mig_finish(Context& m, Call& c) {
   std::lock_guard lk(m.mu);
+  if (int32_t rc; already_failed(m, c, &rc)) return rc;
   if (m.role != wire::Role::kTarget || m.state != abi::kMigImporting) {
     return fail(c, abi::kEcallRefused, "MigFinish: needs an importing target");
   }
