@@ -57,7 +57,7 @@ for ((first = 0; first < KEYS; first += 50000)); do
   r=$("${INA[@]}" redis-cli -h "$A" -p "$PA" DEBUG POPULATE "$n" "data$first" 4000)
   [ "$r" = OK ] || { echo "populate failed: $r"; exit 1; }
 done
-"$BIN/constmig" status --control "$D/a.ctl" | python3 -c 'import json,sys; h=json.load(sys.stdin)["heap"]; print(f"   enclave heap in use: {h[\"in_use\"]/2**20:.0f} MiB")'
+"$BIN/constmig" status --control "$D/a.ctl" | python3 -c 'import json,sys; h=json.load(sys.stdin)["heap"]; print("   enclave heap in use: %.0f MiB" % (h["in_use"] / 2**20))'
 
 echo "== host B: constmig receive (same image, waits for the state)"
 "${INB[@]}" "$BIN/constmig" --state-dir "$D/b" receive --app kvstore --bind "$B" --port "$PB" \
