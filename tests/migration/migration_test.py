@@ -233,6 +233,8 @@ def case_inspect_capture_has_no_plaintext():
     secret = "TOPSECRET-" + "Q" * 40
     src, sc = start_source("kvstore", ["--port", str(sport), "--max-memory", "64M"])
     check(kv_cmd(sport, "SET", "k", secret) == "+OK\r\n", "secret stored")
+    check(kv_cmd(sport, "DEBUG", "POPULATE", "5000", "bulk", "300") == "+OK\r\n", "5000 more keys")
+    before = status(sc)["app_stats"]
     tgt, tc = start_target("kvstore", ["--port", str(tport), "--max-memory", "64M"], port)
     cap = os.path.join(TMP, "s.cap")
     rc, stats, err = migrate(sc, port, "--capture", cap)
@@ -243,6 +245,9 @@ def case_inspect_capture_has_no_plaintext():
     check(r.returncode == 0, "inspect decodes the whole capture")
     check("PAGES" in r.stdout and secret not in r.stdout, "inspect lists PAGES frames, never plaintext")
     check(kv_cmd(tport, "GET", "k") == f"${len(secret)}\r\n{secret}\r\n", "secret arrived on the target")
+    after = status(tc)["app_stats"]
+    check(after["keys"] == before["keys"] and after["digest"] == before["digest"],
+          f"store byte for byte equal: {after['keys']} keys, digest {after['digest']:#x}")
 
 
 FAULT_EXPECT = {
