@@ -159,6 +159,14 @@ Result<OwnedFrame> expect(Channel& ch, FrameType type, std::chrono::milliseconds
   }
 }
 
+// The JSON object of a STATS frame (an empty object if it is not valid JSON: STATS is
+// informational and never trusted).
+nlohmann::json stats_json(const OwnedFrame& f) {
+  auto text = wire::decode_stats(f.payload);
+  auto j = text.ok() ? nlohmann::json::parse(*text, nullptr, false) : nlohmann::json();
+  return j.is_object() ? j : nlohmann::json::object();
+}
+
 void send_error(Channel& ch, const Error& e) {
   std::vector<uint8_t> p;
   wire::encode_error({static_cast<uint32_t>(e.code), e.message}, p);
@@ -309,9 +317,7 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
                                            wire::frame_type_name(f->header.type));
         break;
       }
-      auto js = wire::decode_stats(f->payload);
-      auto jj = js.ok() ? nlohmann::json::parse(*js, nullptr, false) : nlohmann::json();
-      if (jj.is_object() && jj.value("ready", false)) break;
+      if (stats_json(*f).value("ready", false)) break;
     }
     if (!ps.ok()) {
       (void)mcall(e, abi::kEcallMigReset, {});
@@ -494,7 +500,7 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
   report("commit", pages, pushed.load());
 
   // ---- verdict from the target: COMMIT (we die), ABORT (we resume), or nothing (we stay frozen).
-  nlohmann::json target_stats;
+  nlohmann::json target_stats = nlohmann::json::object();
   std::optional<OwnedFrame> verdict;
   Error verdict_err{Errc::kIo, "no verdict from the target"};
   for (;;) {
@@ -504,8 +510,7 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
       break;
     }
     if (f->header.type == FrameType::kStats) {
-      auto j = wire::decode_stats(f->payload);
-      if (j.ok()) target_stats = nlohmann::json::parse(*j, nullptr, false);
+      target_stats = stats_json(*f);
       continue;
     }
     if (f->header.type == FrameType::kError) {
@@ -523,7 +528,7 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
   st["downtime-bytes"] = downtime_bytes;
   st["postcopy-bytes"] = 0;
   st["postcopy-requests"] = 0;
-  if (target_stats.is_object()) st["target"] = target_stats;
+  if (!target_stats.empty()) st["target"] = target_stats;
 
   if (verdict && verdict->header.type == FrameType::kCommit) {
     auto c = mcall(e, abi::kEcallMigCommit, verdict->payload);
@@ -531,8 +536,7 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
     out.kind = MigrationOutcome::kCommitted;
     st["status"] = "completed";
     st["total-time"] = ms_since(t_start);
-    if (target_stats.contains("first-served-ns")) {
-      uint64_t fs = target_stats["first-served-ns"].get<uint64_t>();
+    if (uint64_t fs = target_stats.value("first-served-ns", 0ull); fs != 0) {
       st["downtime"] = fs > hold_ns ? static_cast<double>(fs - hold_ns) / 1e6 : 0.0;
     }
     if (target_stats.contains("population-time")) st["population-time"] = target_stats["population-time"];
@@ -603,9 +607,7 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
       return refuse(make_error(Errc::kFormat, "expected the source's STATS (prepare), got " +
                                                   wire::frame_type_name(f->header.type)));
     }
-    auto js = wire::decode_stats(f->payload);
-    auto jj = js.ok() ? nlohmann::json::parse(*js, nullptr, false) : nlohmann::json();
-    uint64_t top = jj.is_object() ? jj.value("prepare-heap-top", 0ull) : 0;
+    uint64_t top = stats_json(*f).value("prepare-heap-top", 0ull);
     auto t_pre = Clock::now();
     uint64_t pages_to_touch = std::min<uint64_t>(top / abi::kPageSize + (top / abi::kPageSize) / 8,
                                                  e.ranges().heap_reserve / abi::kPageSize);
@@ -642,9 +644,7 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
     auto f = ch.recv(o.io_timeout);
     if (!f.ok()) return refuse(f.error());
     if (f->header.type == FrameType::kStats) {
-      auto j = wire::decode_stats(f->payload);
-      auto js = j.ok() ? nlohmann::json::parse(*j, nullptr, false) : nlohmann::json();
-      if (js.is_object() && js.contains("hold-ns")) hold_ns = js["hold-ns"].get<uint64_t>();
+      hold_ns = stats_json(*f).value("hold-ns", hold_ns);
       continue;
     }
     if (f->header.type != FrameType::kSmallState) {
