@@ -70,7 +70,8 @@ struct Range {
 std::vector<Range> page_ranges(const std::vector<PageRecord>& recs) {
   std::vector<Range> out;
   for (const PageRecord& p : recs) {
-    if (!out.empty() && out.back().kind == p.kind && out.back().first + out.back().count == p.index) {
+    if (!out.empty() && out.back().kind == p.kind &&
+        out.back().first + out.back().count == p.index) {
       out.back().count += p.run;
     } else {
       out.push_back(Range{p.index, p.run, p.kind});
@@ -127,8 +128,11 @@ class Inspector {
     s_.by_type[name]++;
     s_.payload_bytes[name] += h.payload_len;
     if (o_.json) {
-      json fj = {{"offset", file_offset}, {"seq", h.seq}, {"type", name},
-                 {"flags", h.flags}, {"payload_len", h.payload_len}};
+      json fj = {{"offset", file_offset},
+                 {"seq", h.seq},
+                 {"type", name},
+                 {"flags", h.flags},
+                 {"payload_len", h.payload_len}};
       if (h.flags & kFlagUrgent) fj["urgent"] = true;
       fj.update(j);
       frames_.push_back(std::move(fj));
@@ -146,13 +150,15 @@ class Inspector {
   int finish(std::optional<std::pair<uint64_t, std::string>> error, uint64_t trailing_bytes) {
     if (o_.json) {
       json doc;
-      doc["capture"] = capture_ ? json{{"version", capture_->version},
-                                       {"direction", std::string(direction_name(capture_->direction))}}
-                                : json(nullptr);
+      doc["capture"] = capture_
+                           ? json{{"version", capture_->version},
+                                  {"direction", std::string(direction_name(capture_->direction))}}
+                           : json(nullptr);
       doc["frames"] = std::move(frames_);
       doc["summary"] = summary_json();
       doc["ok"] = !error.has_value();
-      doc["error"] = error ? json{{"offset", error->first}, {"message", error->second}} : json(nullptr);
+      doc["error"] =
+          error ? json{{"offset", error->first}, {"message", error->second}} : json(nullptr);
       std::string text = doc.dump(2, ' ', false, json::error_handler_t::replace);
       std::fprintf(o_.out, "%s\n", text.c_str());
     } else {
@@ -196,19 +202,23 @@ class Inspector {
         // Public values only: the quote's measurement and platform key id help to match the
         // two sides of a migration. The quote is not verified here (the enclave does that).
         auto q = quote::decode_quote(x.quote);
-        j = {{"role", std::string(role_name(x.role))}, {"mode", std::string(mode_name(x.mode))},
-             {"app", x.app_name}, {"thread_slots", x.thread_slots},
-             {"heap_limit", x.heap_limit}, {"x25519_public", hex(x.x25519_public)},
+        j = {{"role", std::string(role_name(x.role))},
+             {"mode", std::string(mode_name(x.mode))},
+             {"app", x.app_name},
+             {"thread_slots", x.thread_slots},
+             {"heap_limit", x.heap_limit},
+             {"x25519_public", hex(x.x25519_public)},
              {"nonce", hex(x.nonce)}};
         d = "role=" + std::string(role_name(x.role)) + " mode=" + std::string(mode_name(x.mode)) +
-            " app=\"" + escape(x.app_name, kMaxAppName) + "\" slots=" +
-            std::to_string(x.thread_slots) + " heap_limit=" + std::to_string(x.heap_limit) +
+            " app=\"" + escape(x.app_name, kMaxAppName) +
+            "\" slots=" + std::to_string(x.thread_slots) +
+            " heap_limit=" + std::to_string(x.heap_limit) +
             " key=" + hex(ByteView(x.x25519_public).first(8)) + "..";
         if (q.ok()) {
           j["quote_measurement"] = hex(q->measurement);
           j["quote_platform_key_id"] = hex(q->platform_key_id);
-          d += " measurement=" + hex(ByteView(q->measurement).first(8)) + ".. platform=" +
-               hex(ByteView(q->platform_key_id).first(8)) + "..";
+          d += " measurement=" + hex(ByteView(q->measurement).first(8)) +
+               ".. platform=" + hex(ByteView(q->platform_key_id).first(8)) + "..";
         } else {
           j["quote_error"] = q.error().message;
           d += " quote=undecodable";
@@ -226,8 +236,11 @@ class Inspector {
       case FrameType::kAbort: {
         auto r = decode_sealed(h.type, payload);
         if (!r.ok()) return;
-        j = {{"nonce", r->nonce}, {"section", r->section}, {"index", r->index},
-             {"count", r->count}, {"ciphertext_bytes", r->ciphertext.size()}};
+        j = {{"nonce", r->nonce},
+             {"section", r->section},
+             {"index", r->index},
+             {"count", r->count},
+             {"ciphertext_bytes", r->ciphertext.size()}};
         d = "nonce=" + std::to_string(r->nonce) +
             (h.type == FrameType::kSmallState ? " section=" + std::to_string(r->section) : "") +
             " record=" + std::to_string(r->index) + "/" + std::to_string(r->count) +
@@ -250,7 +263,8 @@ class Inspector {
       case FrameType::kError: {
         auto r = decode_error(payload);
         if (!r.ok()) return;
-        j = {{"code", r->code}, {"code_name", errc_name(static_cast<Errc>(r->code))},
+        j = {{"code", r->code},
+             {"code_name", errc_name(static_cast<Errc>(r->code))},
              {"message", r->message}};
         d = "code=" + std::to_string(r->code) + " (" + errc_name(static_cast<Errc>(r->code)) +
             ") message=\"" + escape(r->message, kMaxErrorMessage) + "\"";
@@ -282,8 +296,10 @@ class Inspector {
       note_pages(p.index, p.run, file_offset);
       if (o_.records) {
         if (o_.json) {
-          recs.push_back({{"index", p.index}, {"kind", std::string(page_kind_name(p.kind))},
-                          {"run", p.run}, {"nonce", p.nonce}});
+          recs.push_back({{"index", p.index},
+                          {"kind", std::string(page_kind_name(p.kind))},
+                          {"run", p.run},
+                          {"nonce", p.nonce}});
         } else {
           record_lines_ += "      " + std::string(page_kind_name(p.kind)) + " page " +
                            std::to_string(p.index) +
@@ -302,8 +318,8 @@ class Inspector {
     std::string rs;
     for (size_t i = 0; i < ranges.size(); ++i) {
       const Range& r = ranges[i];
-      jr.push_back({{"first", r.first}, {"count", r.count},
-                    {"kind", std::string(page_kind_name(r.kind))}});
+      jr.push_back(
+          {{"first", r.first}, {"count", r.count}, {"kind", std::string(page_kind_name(r.kind))}});
       if (i < 6) {
         rs += (i ? " " : "") + std::to_string(r.first) +
               (r.count > 1 ? ".." + std::to_string(r.first + r.count - 1) : "") + ":" +
@@ -311,8 +327,13 @@ class Inspector {
       }
     }
     if (ranges.size() > 6) rs += " (+" + std::to_string(ranges.size() - 6) + " ranges)";
-    j = {{"records", recs_.size()}, {"data_pages", data}, {"zero_pages", zero_pages},
-         {"zero_runs", zero_runs}, {"nonce_min", nmin}, {"nonce_max", nmax}, {"ranges", jr}};
+    j = {{"records", recs_.size()},
+         {"data_pages", data},
+         {"zero_pages", zero_pages},
+         {"zero_runs", zero_runs},
+         {"nonce_min", nmin},
+         {"nonce_max", nmax},
+         {"ranges", jr}};
     if (o_.records) j["pages"] = std::move(recs);
     d = "records=" + std::to_string(recs_.size()) + " data=" + std::to_string(data) +
         " zero=" + std::to_string(zero_pages) + " (" + std::to_string(zero_runs) +
@@ -320,11 +341,17 @@ class Inspector {
   }
 
   json summary_json() const {
-    return {{"frames", s_.frames}, {"bytes", s_.bytes}, {"by_type", s_.by_type},
-            {"payload_bytes", s_.payload_bytes}, {"urgent_batches", s_.urgent_batches},
-            {"page_records", s_.page_records}, {"data_pages", s_.data_pages},
-            {"zero_pages", s_.zero_pages}, {"zero_runs", s_.zero_runs},
-            {"pages", s_.data_pages + s_.zero_pages}, {"requested_pages", s_.requested_pages},
+    return {{"frames", s_.frames},
+            {"bytes", s_.bytes},
+            {"by_type", s_.by_type},
+            {"payload_bytes", s_.payload_bytes},
+            {"urgent_batches", s_.urgent_batches},
+            {"page_records", s_.page_records},
+            {"data_pages", s_.data_pages},
+            {"zero_pages", s_.zero_pages},
+            {"zero_runs", s_.zero_runs},
+            {"pages", s_.data_pages + s_.zero_pages},
+            {"requested_pages", s_.requested_pages},
             {"duplicate_pages", s_.duplicate_pages}};
   }
 
@@ -417,7 +444,8 @@ int inspect_capture(const std::string& path, const InspectOptions& opts) {
       ins.capture(*cap);
       stream_base = cap->has_value() ? kCaptureHeaderSize : 0;
       reader.set_start_offset(stream_base);  // offsets below are file offsets
-      std::vector<uint8_t> rest(head.begin() + static_cast<std::ptrdiff_t>(stream_base), head.end());
+      std::vector<uint8_t> rest(head.begin() + static_cast<std::ptrdiff_t>(stream_base),
+                                head.end());
       head.clear();
       if (!pump(rest)) break;
       continue;
@@ -441,7 +469,8 @@ int inspect_capture(const std::string& path, const InspectOptions& opts) {
       ins.capture(*cap);
       stream_base = cap->has_value() ? kCaptureHeaderSize : 0;
       reader.set_start_offset(stream_base);
-      std::vector<uint8_t> rest(head.begin() + static_cast<std::ptrdiff_t>(stream_base), head.end());
+      std::vector<uint8_t> rest(head.begin() + static_cast<std::ptrdiff_t>(stream_base),
+                                head.end());
       pump(rest);
     }
   }

@@ -29,7 +29,9 @@ namespace fs = std::filesystem;
 namespace {
 
 std::atomic<bool> g_stop{false};
-void on_signal(int) { g_stop = true; }
+void on_signal(int) {
+  g_stop = true;
+}
 
 void banner() {
   std::fprintf(stderr, "constmig %s | %s\n", CONSTMIG_VERSION,
@@ -110,7 +112,8 @@ Result<Running> create_app_enclave(const RunArgs& a) {
   cfg.ocalls = r.app->ocalls();
   auto t0 = std::chrono::steady_clock::now();
   CM_ASSIGN_OR_RETURN(r.enclave, r.plat->create_enclave(cfg));
-  double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   std::fprintf(stderr,
                "enclave %s loaded in %.1f ms: image %s\n  measurement %s\n  heap limit %s at "
                "0x%llx, %u thread slots\n",
@@ -142,12 +145,13 @@ int serve(Running& r, const RunArgs& a) {
   std::string ctl_path = a.control.empty() ? default_control(a.state_dir, a.app) : a.control;
   std::error_code ec;
   fs::create_directories(fs::path(ctl_path).parent_path(), ec);
-  auto handler = [&](const nlohmann::json& req, const std::function<void(const nlohmann::json&)>& emit) {
+  auto handler = [&](const nlohmann::json& req,
+                     const std::function<void(const nlohmann::json&)>& emit) {
     std::string cmd = req.value("cmd", "");
     if (cmd == "status") {
-      nlohmann::json j = {{"event", "result"}, {"ok", true}, {"app", r.app->name()},
-                          {"platform", "emulated"}, {"app_stats", r.app->stats()},
-                          {"migrated_away", migrated.load()}};
+      nlohmann::json j = {{"event", "result"},           {"ok", true},
+                          {"app", r.app->name()},        {"platform", "emulated"},
+                          {"app_stats", r.app->stats()}, {"migrated_away", migrated.load()}};
       if (!migrated && !r.enclave->app_ecalls_held()) {
         if (auto hs = r.enclave->heap_stats(); hs.ok()) {
           j["heap"] = {{"in_use", hs->in_use}, {"top", hs->top}, {"limit", hs->limit}};
@@ -160,7 +164,9 @@ int serve(Running& r, const RunArgs& a) {
     }
     if (cmd == "resume") {
       if (!req.value("force", false)) {
-        emit({{"event", "result"}, {"ok", false}, {"error", "resume needs force: it is only safe if the target never committed"}});
+        emit({{"event", "result"},
+              {"ok", false},
+              {"error", "resume needs force: it is only safe if the target never committed"}});
         return;
       }
       auto rr = r.enclave->call(abi::kEcallMigForceResume, {});
@@ -169,16 +175,23 @@ int serve(Running& r, const RunArgs& a) {
       return;
     }
     if (cmd != "migrate") {
-      emit({{"event", "result"}, {"ok", false}, {"error", "unknown command '" + cmd + "' (status, migrate, resume)"}});
+      emit({{"event", "result"},
+            {"ok", false},
+            {"error", "unknown command '" + cmd + "' (status, migrate, resume)"}});
       return;
     }
     std::unique_lock lk(mig_mu, std::try_to_lock);
     if (!lk.owns_lock() || migrated) {
-      emit({{"event", "result"}, {"ok", false}, {"error", migrated ? "this enclave already migrated away" : "a migration is already running"}});
+      emit({{"event", "result"},
+            {"ok", false},
+            {"error",
+             migrated ? "this enclave already migrated away" : "a migration is already running"}});
       return;
     }
     if (req.value("mode", "stop-and-copy") == "constmig") {
-      emit({{"event", "result"}, {"ok", false}, {"error", "--mode constmig (live) is not implemented yet; use --mode stop-and-copy"}});
+      emit({{"event", "result"},
+            {"ok", false},
+            {"error", "--mode constmig (live) is not implemented yet; use --mode stop-and-copy"}});
       return;
     }
     auto fd = host::tcp_connect(req.value("to", ""), 10000);
@@ -187,11 +200,12 @@ int serve(Running& r, const RunArgs& a) {
       return;
     }
     auto o = migrate_options_from(req);
-    auto outcome = host::run_source(*r.enclave, *r.plat, *r.app, *fd, o, [&](const nlohmann::json& p) {
-      nlohmann::json j = p;
-      j["event"] = "progress";
-      emit(j);
-    });
+    auto outcome =
+        host::run_source(*r.enclave, *r.plat, *r.app, *fd, o, [&](const nlohmann::json& p) {
+          nlohmann::json j = p;
+          j["event"] = "progress";
+          emit(j);
+        });
     ::close(*fd);
     {
       std::lock_guard sl(stats_mu);
@@ -200,8 +214,12 @@ int serve(Running& r, const RunArgs& a) {
     bool ok = outcome.kind == host::MigrationOutcome::kCommitted;
     nlohmann::json res = {{"event", "result"}, {"ok", ok}, {"stats", outcome.stats}};
     if (!ok) res["error"] = outcome.error;
-    if (outcome.kind == host::MigrationOutcome::kFailed && outcome.stats.value("source-frozen", false)) {
-      res["hint"] = "the source enclave stays FROZEN (no abort token arrived): if you are sure the target did not commit, `constmig resume --force --control " + ctl_path + "`";
+    if (outcome.kind == host::MigrationOutcome::kFailed &&
+        outcome.stats.value("source-frozen", false)) {
+      res["hint"] =
+          "the source enclave stays FROZEN (no abort token arrived): if you are sure the target "
+          "did not commit, `constmig resume --force --control " +
+          ctl_path + "`";
     }
     emit(res);
     if (ok) {
@@ -220,7 +238,8 @@ int serve(Running& r, const RunArgs& a) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     auto now = std::chrono::steady_clock::now();
     if (a.duration > 0 && std::chrono::duration<double>(now - start).count() >= a.duration) break;
-    if (a.stats_interval > 0 && std::chrono::duration<double>(now - last).count() >= a.stats_interval) {
+    if (a.stats_interval > 0 &&
+        std::chrono::duration<double>(now - last).count() >= a.stats_interval) {
       last = now;
       std::unique_lock lk(mig_mu, std::try_to_lock);
       if (!lk.owns_lock()) continue;  // migrating
@@ -233,8 +252,9 @@ int serve(Running& r, const RunArgs& a) {
   }
   ctl.stop();
   r.app->stop();
-  nlohmann::json j = migrated ? nlohmann::json{{"migrated_away", true}, {"migration", last_migration}}
-                              : r.app->stats();
+  nlohmann::json j = migrated
+                         ? nlohmann::json{{"migrated_away", true}, {"migration", last_migration}}
+                         : r.app->stats();
   std::printf("%s\n", j.dump(2).c_str());
   return 0;
 }
@@ -261,7 +281,8 @@ int cmd_receive(const RunArgs& a) {
   if (a.accept_timeout > 0) {
     pollfd p{*lfd, POLLIN, 0};
     if (::poll(&p, 1, a.accept_timeout * 1000) != 1) {
-      return fail(make_error(Errc::kTimeout, "no migration arrived within " + std::to_string(a.accept_timeout) + " s"));
+      return fail(make_error(Errc::kTimeout, "no migration arrived within " +
+                                                 std::to_string(a.accept_timeout) + " s"));
     }
   }
   int fd = ::accept4(*lfd, nullptr, nullptr, SOCK_CLOEXEC);
@@ -273,7 +294,8 @@ int cmd_receive(const RunArgs& a) {
   auto outcome = host::run_target(*r->enclave, *r->plat, *r->app, fd, o, nullptr);
   ::close(fd);
   if (outcome.kind != host::MigrationOutcome::kCommitted) {
-    std::fprintf(stderr, "constmig: the incoming migration was refused; this enclave will not run it: %s\n",
+    std::fprintf(stderr,
+                 "constmig: the incoming migration was refused; this enclave will not run it: %s\n",
                  outcome.error.c_str());
     std::printf("%s\n", outcome.stats.dump(2).c_str());
     // Let the host half's waiting ECALLs in: the FAILED enclave refuses them, so they end.
@@ -311,8 +333,10 @@ int cmd_migrate(const std::string& control, const nlohmann::json& req) {
   if (!res.ok()) return fail(res.error());
   if (res->contains("stats")) std::printf("%s\n", (*res)["stats"].dump(2).c_str());
   if (!res->value("ok", false)) {
-    std::fprintf(stderr, "constmig: migration did not complete: %s\n", res->value("error", std::string("?")).c_str());
-    if (res->contains("hint")) std::fprintf(stderr, "hint: %s\n", (*res)["hint"].get<std::string>().c_str());
+    std::fprintf(stderr, "constmig: migration did not complete: %s\n",
+                 res->value("error", std::string("?")).c_str());
+    if (res->contains("hint"))
+      std::fprintf(stderr, "hint: %s\n", (*res)["hint"].get<std::string>().c_str());
     return 1;
   }
   return 0;
@@ -353,9 +377,10 @@ int cmd_platform_info(const std::string& state_dir, bool export_key) {
   std::printf("warning      %s\n", std::string(platform::kEmulatedBanner).c_str());
   std::printf("key          %s\n", opts.key_path.c_str());
   std::printf("key id       %s\n", platform::to_hex(ByteView(id.data(), id.size())).c_str());
-  std::printf("trust store  %s (%zu keys)\n",
-              opts.trust_store_path.empty() ? "(this platform only)" : opts.trust_store_path.c_str(),
-              (*plat)->trust_store().size());
+  std::printf(
+      "trust store  %s (%zu keys)\n",
+      opts.trust_store_path.empty() ? "(this platform only)" : opts.trust_store_path.c_str(),
+      (*plat)->trust_store().size());
   return 0;
 }
 
@@ -372,67 +397,116 @@ int main(int argc, char** argv) {
       "is NO hardware protection. See docs/security.md."};
   cli.require_subcommand(1);
   std::string state_dir = platform::default_state_dir();
-  cli.add_option("--state-dir", state_dir,
-                 "platform key and trust store folder (platform.key, trust/*.pem); env CONSTMIG_HOME")
+  cli.add_option(
+         "--state-dir", state_dir,
+         "platform key and trust store folder (platform.key, trust/*.pem); env CONSTMIG_HOME")
       ->capture_default_str();
 
   RunArgs ra;
   auto* run = cli.add_subcommand("run", "start an enclave app and serve until Ctrl-C");
-  run->add_option("--app", ra.app, "app to run: kvstore (Redis RESP subset) or pagecounter (oracle)")
+  run->add_option("--app", ra.app,
+                  "app to run: kvstore (Redis RESP subset) or pagecounter (oracle)")
       ->capture_default_str();
-  run->add_option("--image", ra.image, "enclave image (default: <app>_enclave.enclave.so next to constmig)");
-  run->add_option("--max-memory", ra.max_memory, "enclave heap limit, e.g. 256M, 4G")->capture_default_str();
-  run->add_option("--slots", ra.slots, "ECALL thread slots (TCS analogue)")->capture_default_str()->check(CLI::Range(1, 256));
+  run->add_option("--image", ra.image,
+                  "enclave image (default: <app>_enclave.enclave.so next to constmig)");
+  run->add_option("--max-memory", ra.max_memory, "enclave heap limit, e.g. 256M, 4G")
+      ->capture_default_str();
+  run->add_option("--slots", ra.slots, "ECALL thread slots (TCS analogue)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 256));
   run->add_option("--bind", ra.app_opts.bind, "kvstore: listen address")->capture_default_str();
-  run->add_option("--port", ra.app_opts.port, "kvstore: TCP port (0 = any free port)")->capture_default_str();
-  run->add_option("--io-threads", ra.app_opts.io_threads, "kvstore: network threads")->capture_default_str()->check(CLI::Range(1, 64));
-  run->add_option("--pages", ra.app_opts.pages_mib, "pagecounter: MiB of oracle pages")->capture_default_str()->check(CLI::Range(1, 65536));
-  run->add_option("--duration", ra.duration, "stop after this many seconds (0 = until Ctrl-C)")->capture_default_str();
-  run->add_option("--stats-interval", ra.stats_interval, "seconds between stats lines on stderr (0 = off)")->capture_default_str();
+  run->add_option("--port", ra.app_opts.port, "kvstore: TCP port (0 = any free port)")
+      ->capture_default_str();
+  run->add_option("--io-threads", ra.app_opts.io_threads, "kvstore: network threads")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
+  run->add_option("--pages", ra.app_opts.pages_mib, "pagecounter: MiB of oracle pages")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 65536));
+  run->add_option("--duration", ra.duration, "stop after this many seconds (0 = until Ctrl-C)")
+      ->capture_default_str();
+  run->add_option("--stats-interval", ra.stats_interval,
+                  "seconds between stats lines on stderr (0 = off)")
+      ->capture_default_str();
   run->add_option("--control", ra.control, "control socket (default: <state-dir>/<app>.ctl)");
 
   // receive: the same app options, plus where to listen.
-  auto* recv = cli.add_subcommand("receive", "start an app's enclave as a migration TARGET: wait for its state, then serve");
+  auto* recv = cli.add_subcommand(
+      "receive", "start an app's enclave as a migration TARGET: wait for its state, then serve");
   recv->add_option("--app", ra.app, "app (must match the source)")->capture_default_str();
   recv->add_option("--image", ra.image, "enclave image (must have the source's measurement)");
-  recv->add_option("--max-memory", ra.max_memory, "enclave heap limit (>= the source's heap in use)")->capture_default_str();
-  recv->add_option("--slots", ra.slots, "ECALL thread slots")->capture_default_str()->check(CLI::Range(1, 256));
+  recv->add_option("--max-memory", ra.max_memory,
+                   "enclave heap limit (>= the source's heap in use)")
+      ->capture_default_str();
+  recv->add_option("--slots", ra.slots, "ECALL thread slots")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 256));
   recv->add_option("--listen", ra.listen, "HOST:PORT to accept the migration on")->required();
-  recv->add_option("--bind", ra.app_opts.bind, "kvstore: listen address for clients")->capture_default_str();
+  recv->add_option("--bind", ra.app_opts.bind, "kvstore: listen address for clients")
+      ->capture_default_str();
   recv->add_option("--port", ra.app_opts.port, "kvstore: client TCP port")->capture_default_str();
-  recv->add_option("--io-threads", ra.app_opts.io_threads, "kvstore: network threads")->capture_default_str();
-  recv->add_option("--workers", ra.workers, "decrypt/verify workers")->capture_default_str()->check(CLI::Range(1, 64));
-  recv->add_option("--accept-timeout", ra.accept_timeout, "give up if no migration arrives within N s (0 = wait)")->capture_default_str();
-  recv->add_option("--capture", ra.capture, "record the stream this side sends (for constmig inspect)");
-  recv->add_option("--control", ra.control, "control socket after the migration (default: <state-dir>/<app>.ctl)");
-  recv->add_option("--duration", ra.duration, "after the migration, stop after N s (0 = until Ctrl-C)")->capture_default_str();
-  recv->add_option("--stats-interval", ra.stats_interval, "seconds between stats lines (0 = off)")->capture_default_str();
+  recv->add_option("--io-threads", ra.app_opts.io_threads, "kvstore: network threads")
+      ->capture_default_str();
+  recv->add_option("--workers", ra.workers, "decrypt/verify workers")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
+  recv->add_option("--accept-timeout", ra.accept_timeout,
+                   "give up if no migration arrives within N s (0 = wait)")
+      ->capture_default_str();
+  recv->add_option("--capture", ra.capture,
+                   "record the stream this side sends (for constmig inspect)");
+  recv->add_option("--control", ra.control,
+                   "control socket after the migration (default: <state-dir>/<app>.ctl)");
+  recv->add_option("--duration", ra.duration,
+                   "after the migration, stop after N s (0 = until Ctrl-C)")
+      ->capture_default_str();
+  recv->add_option("--stats-interval", ra.stats_interval, "seconds between stats lines (0 = off)")
+      ->capture_default_str();
 
   std::string control, to, mode = "stop-and-copy", fault = "none", capture, replay;
   int workers = 2;
   uint32_t batch = 0;
-  auto* mig = cli.add_subcommand("migrate", "send a running app (constmig run --control PATH) to a target (constmig receive)");
+  auto* mig = cli.add_subcommand(
+      "migrate", "send a running app (constmig run --control PATH) to a target (constmig receive)");
   mig->add_option("--control", control, "control socket of the SOURCE process")->required();
   mig->add_option("--to", to, "HOST:PORT where `constmig receive --listen` waits")->required();
-  mig->add_option("--mode", mode, "stop-and-copy (the MigSGX baseline); constmig (live) arrives with issue #5")
-      ->capture_default_str()->check(CLI::IsMember({"stop-and-copy", "constmig"}));
-  mig->add_option("--workers", workers, "encrypt workers on the source")->capture_default_str()->check(CLI::Range(1, 64));
-  mig->add_option("--batch-pages", batch, "pages per PAGES frame (0 = auto: stream buffers <= 1% of the heap)")->capture_default_str()->check(CLI::Range(0, 1024));
-  mig->add_option("--capture", capture, "record the source's outgoing stream (constmig inspect FILE)");
-  mig->add_option("--fault", fault, "TESTING ONLY: corrupt the outgoing stream: " + host::fault_names())->capture_default_str();
-  mig->add_option("--replay-capture", replay, "TESTING ONLY: capture of an earlier migration (--fault earlier-migration)");
+  mig->add_option("--mode", mode,
+                  "stop-and-copy (the MigSGX baseline); constmig (live) arrives with issue #5")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"stop-and-copy", "constmig"}));
+  mig->add_option("--workers", workers, "encrypt workers on the source")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
+  mig->add_option("--batch-pages", batch,
+                  "pages per PAGES frame (0 = auto: stream buffers <= 1% of the heap)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1024));
+  mig->add_option("--capture", capture,
+                  "record the source's outgoing stream (constmig inspect FILE)");
+  mig->add_option("--fault", fault,
+                  "TESTING ONLY: corrupt the outgoing stream: " + host::fault_names())
+      ->capture_default_str();
+  mig->add_option("--replay-capture", replay,
+                  "TESTING ONLY: capture of an earlier migration (--fault earlier-migration)");
 
-  auto* status = cli.add_subcommand("status", "JSON status and stats of a running constmig process");
+  auto* status =
+      cli.add_subcommand("status", "JSON status and stats of a running constmig process");
   status->add_option("--control", control, "control socket")->required();
   bool force = false;
-  auto* resume = cli.add_subcommand("resume", "resume a FROZEN source whose target never answered (operator override)");
+  auto* resume = cli.add_subcommand(
+      "resume", "resume a FROZEN source whose target never answered (operator override)");
   resume->add_option("--control", control, "control socket of the source")->required();
-  resume->add_flag("--force", force, "confirm: the target did not commit (otherwise two copies run)")->required();
+  resume
+      ->add_flag("--force", force, "confirm: the target did not commit (otherwise two copies run)")
+      ->required();
 
   std::string inspect_file;
   bool inspect_json = false;
-  auto* insp = cli.add_subcommand("inspect", "decode a captured migration stream's framing (never plaintext)");
-  insp->add_option("file", inspect_file, "capture file (--capture)")->required()->check(CLI::ExistingFile);
+  auto* insp = cli.add_subcommand("inspect",
+                                  "decode a captured migration stream's framing (never plaintext)");
+  insp->add_option("file", inspect_file, "capture file (--capture)")
+      ->required()
+      ->check(CLI::ExistingFile);
   insp->add_flag("--json", inspect_json, "machine-readable output");
 
   std::vector<std::string> images;
@@ -441,11 +515,14 @@ int main(int argc, char** argv) {
   image->require_subcommand(1);
   auto* check = image->add_subcommand("check", "run the loader's checks and print the measurement");
   check->add_option("images", images, "enclave image files")->required()->check(CLI::ExistingFile);
-  check->add_option("--slots", slots, "thread slots the measurement is computed for")->capture_default_str();
+  check->add_option("--slots", slots, "thread slots the measurement is computed for")
+      ->capture_default_str();
 
   bool export_key = false;
-  auto* plat = cli.add_subcommand("platform", "the emulated platform's signing key and trust store");
-  plat->add_flag("--export-key", export_key, "print this platform's public key (PEM) for other hosts' trust/ folder");
+  auto* plat =
+      cli.add_subcommand("platform", "the emulated platform's signing key and trust store");
+  plat->add_flag("--export-key", export_key,
+                 "print this platform's public key (PEM) for other hosts' trust/ folder");
 
   CLI11_PARSE(cli, argc, argv);
   ra.state_dir = state_dir;
@@ -453,8 +530,13 @@ int main(int argc, char** argv) {
   if (recv->parsed()) return cmd_receive(ra);
   if (mig->parsed()) {
     if (auto f = host::parse_fault(fault); !f.ok()) return fail(f.error());
-    return cmd_migrate(control, {{"cmd", "migrate"}, {"to", to}, {"mode", mode}, {"workers", workers},
-                                 {"batch_pages", batch}, {"fault", fault}, {"capture", capture},
+    return cmd_migrate(control, {{"cmd", "migrate"},
+                                 {"to", to},
+                                 {"mode", mode},
+                                 {"workers", workers},
+                                 {"batch_pages", batch},
+                                 {"fault", fault},
+                                 {"capture", capture},
                                  {"replay_capture", replay}});
   }
   if (status->parsed()) return cmd_simple(control, {{"cmd", "status"}});

@@ -9,8 +9,8 @@
 
 #include <cstdint>
 
-#define KVSTORE_EDL(ECALL, OCALL)                                         \
-  ECALL(kv_batch, "run a batch of Redis commands, return RESP replies")  \
+#define KVSTORE_EDL(ECALL, OCALL)                                       \
+  ECALL(kv_batch, "run a batch of Redis commands, return RESP replies") \
   ECALL(kv_digest, "number of keys and a digest of the whole store")
 
 namespace constmig::kvstore {

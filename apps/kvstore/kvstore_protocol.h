@@ -36,9 +36,9 @@ inline constexpr uint32_t kBatchMagic = 0x3142564bu;  // bytes "KVB1" little-end
 inline constexpr size_t kBatchHeaderSize = 8;
 
 struct BatchLimits {
-  uint32_t max_commands = 65536;          // commands per batch
-  uint32_t max_args = 1024 * 1024;        // arguments per command
-  uint32_t max_arg_len = 64u << 20;       // bytes per argument
+  uint32_t max_commands = 65536;     // commands per batch
+  uint32_t max_args = 1024 * 1024;   // arguments per command
+  uint32_t max_arg_len = 64u << 20;  // bytes per argument
 };
 
 // ---- encoding (host side) ----
@@ -155,7 +155,8 @@ Status walk_batch(ByteView in, const BatchLimits& limits, std::vector<std::strin
       }
       ByteView b = r.bytes(len);
       if (!r.ok()) return make_error(Errc::kFormat, "kv batch: truncated argument");
-      if constexpr (!std::is_same_v<std::decay_t<Fn>, std::nullptr_t>) argv.push_back(as_string_view(b));
+      if constexpr (!std::is_same_v<std::decay_t<Fn>, std::nullptr_t>)
+        argv.push_back(as_string_view(b));
     }
     if constexpr (!std::is_same_v<std::decay_t<Fn>, std::nullptr_t>) {
       const auto& cargv = static_cast<const std::vector<std::string_view>&>(argv);
@@ -167,7 +168,8 @@ Status walk_batch(ByteView in, const BatchLimits& limits, std::vector<std::strin
       }
     }
   }
-  if (!r.at_end()) return make_error(Errc::kFormat, "kv batch: trailing bytes after the last command");
+  if (!r.at_end())
+    return make_error(Errc::kFormat, "kv batch: trailing bytes after the last command");
   return ok_status();
 }
 }  // namespace detail
@@ -180,8 +182,8 @@ inline Status validate_batch(ByteView in, const BatchLimits& limits, uint32_t* c
 }
 
 // Validates the batch, then calls fn(index, argv) for each command in order; fn returns void,
-// or bool where false stops early (the rest is not visited). argv's views point into `in` and are valid during
-// the call only.
+// or bool where false stops early (the rest is not visited). argv's views point into `in` and are
+// valid during the call only.
 template <typename Fn>
 Status decode_batch(ByteView in, const BatchLimits& limits, Fn&& fn) {
   uint32_t count = 0;
@@ -214,14 +216,20 @@ inline void error(std::string& out, std::string_view msg) {
   }
   out.append("\r\n");
 }
-inline void integer(std::string& out, int64_t v) { append_int_line(out, ':', v); }
+inline void integer(std::string& out, int64_t v) {
+  append_int_line(out, ':', v);
+}
 inline void bulk(std::string& out, std::string_view s) {
   append_int_line(out, '$', static_cast<int64_t>(s.size()));
   out.append(s);
   out.append("\r\n");
 }
-inline void null_bulk(std::string& out) { out.append("$-1\r\n"); }
-inline void array_header(std::string& out, int64_t n) { append_int_line(out, '*', n); }
+inline void null_bulk(std::string& out) {
+  out.append("$-1\r\n");
+}
+inline void array_header(std::string& out, int64_t n) {
+  append_int_line(out, '*', n);
+}
 
 // Strict decimal int64 as Redis's string2ll: optional '-', digits, no '+', no spaces, no leading
 // zeros, no "-0", must fit. False on anything else.

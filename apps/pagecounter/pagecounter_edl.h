@@ -9,10 +9,10 @@
 
 #include <cstdint>
 
-#define PAGECOUNTER_EDL(ECALL, OCALL)                                                     \
-  ECALL(pc_init, "in: u64 MiB of pages to allocate (once)")                               \
-  ECALL(pc_step, "increment the round counter of every page; out: u64 new round")         \
-  ECALL(pc_touch, "in: u64 seed, u64 count: increment `touches` of count random pages")   \
+#define PAGECOUNTER_EDL(ECALL, OCALL)                                                   \
+  ECALL(pc_init, "in: u64 MiB of pages to allocate (once)")                             \
+  ECALL(pc_step, "increment the round counter of every page; out: u64 new round")       \
+  ECALL(pc_touch, "in: u64 seed, u64 count: increment `touches` of count random pages") \
   ECALL(pc_check, "verify every page; out: u64 round, u64 pages, u64 touches")
 
 namespace pagecounter {

@@ -14,7 +14,9 @@
 CONSTMIG_HOST_EDL(bench_edl, BENCH_EDL)
 
 namespace bench_edl {
-int32_t ocall_host_nop(void*, constmig::platform::OcallIo&) { return 0; }
+int32_t ocall_host_nop(void*, constmig::platform::OcallIo&) {
+  return 0;
+}
 }  // namespace bench_edl
 
 using namespace constmig;
@@ -44,7 +46,8 @@ double ns_per_op(F&& f, double seconds) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App cli{"bench_ecall: ECALL/OCALL round-trip cost on the EMULATED SGX platform vs a direct call"};
+  CLI::App cli{
+      "bench_ecall: ECALL/OCALL round-trip cost on the EMULATED SGX platform vs a direct call"};
   std::string json_path = "bench-results/ecall.json";
   std::string image;
   double seconds = 0.5;
@@ -53,7 +56,8 @@ int main(int argc, char** argv) {
   cli.add_option("--seconds", seconds, "time per measurement")->capture_default_str();
   CLI11_PARSE(cli, argc, argv);
   if (image.empty()) {
-    image = std::filesystem::read_symlink("/proc/self/exe").parent_path() / "bench_enclave.enclave.so";
+    image =
+        std::filesystem::read_symlink("/proc/self/exe").parent_path() / "bench_enclave.enclave.so";
   }
   auto plat = platform::Platform::create_emulated({});
   if (!plat.ok()) {
@@ -72,25 +76,33 @@ int main(int argc, char** argv) {
   }
   platform::Enclave& e = **enc;
   nlohmann::json results = nlohmann::json::array();
-  std::printf("EMULATED SGX platform | %-22s %12s %12s %8s\n", "case", "enclave ns", "direct ns", "ratio");
+  std::printf("EMULATED SGX platform | %-22s %12s %12s %8s\n", "case", "enclave ns", "direct ns",
+              "ratio");
   std::vector<uint8_t> out(1 << 20);
   for (size_t size : {0ul, 64ul, 4096ul, 65536ul}) {
     std::vector<uint8_t> in(size, 0x5a);
     uint32_t id = size == 0 ? static_cast<uint32_t>(bench_edl::Ecall::nop)
                             : static_cast<uint32_t>(bench_edl::Ecall::echo);
     double enc_ns = ns_per_op([&] { (void)e.ecall(id, in, out); }, seconds);
-    double dir_ns = ns_per_op([&] { (void)direct_echo(in.data(), in.size(), out.data()); }, seconds);
+    double dir_ns =
+        ns_per_op([&] { (void)direct_echo(in.data(), in.size(), out.data()); }, seconds);
     std::string name = size == 0 ? "ecall nop" : "ecall echo " + std::to_string(size) + " B";
     std::printf("%-44s %12.1f %12.1f %8.2f\n", name.c_str(), enc_ns, dir_ns, enc_ns / dir_ns);
-    results.push_back({{"case", name}, {"bytes", size}, {"enclave_ns", enc_ns}, {"direct_ns", dir_ns},
+    results.push_back({{"case", name},
+                       {"bytes", size},
+                       {"enclave_ns", enc_ns},
+                       {"direct_ns", dir_ns},
                        {"ratio", enc_ns / dir_ns}});
   }
   uint32_t oid = static_cast<uint32_t>(bench_edl::Ecall::ocall_roundtrip);
   uint32_t nid = static_cast<uint32_t>(bench_edl::Ecall::nop);
   double with_ocall = ns_per_op([&] { (void)e.ecall(oid, {}, out); }, seconds);
   double nop = ns_per_op([&] { (void)e.ecall(nid, {}, out); }, seconds);
-  std::printf("%-44s %12.1f %12.1f %8.2f\n", "ecall + 1 ocall (vs ecall nop)", with_ocall, nop, with_ocall / nop);
-  results.push_back({{"case", "ecall+ocall vs ecall nop"}, {"enclave_ns", with_ocall}, {"direct_ns", nop},
+  std::printf("%-44s %12.1f %12.1f %8.2f\n", "ecall + 1 ocall (vs ecall nop)", with_ocall, nop,
+              with_ocall / nop);
+  results.push_back({{"case", "ecall+ocall vs ecall nop"},
+                     {"enclave_ns", with_ocall},
+                     {"direct_ns", nop},
                      {"ratio", with_ocall / nop}});
   nlohmann::json doc = {{"benchmark", "ecall"}, {"platform", "emulated"}, {"results", results}};
   std::filesystem::path p(json_path);

@@ -4,7 +4,9 @@
 
 CONSTMIG_ENCLAVE(bench, BENCH_EDL)
 
-int32_t ecall_nop(constmig::trusted::EcallIo&) { return 0; }
+int32_t ecall_nop(constmig::trusted::EcallIo&) {
+  return 0;
+}
 int32_t ecall_echo(constmig::trusted::EcallIo& io) {
   io.out.assign(io.in.begin(), io.in.end());
   return 0;

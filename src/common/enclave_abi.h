@@ -46,7 +46,7 @@ enum EcallStatus : int32_t {
   kEcallOutTooSmall = 3,  // *out_len holds the size needed
   kEcallOutOfMemory = 4,
   kEcallAppError = 5,
-  kEcallRefused = 6,      // e.g. the enclave is frozen for migration
+  kEcallRefused = 6,  // e.g. the enclave is frozen for migration
   kEcallInternal = 7,
 };
 
@@ -115,21 +115,21 @@ using OcallDispatchFn = int32_t (*)(void* ctx, uint32_t id, const uint8_t* in, s
                                     uint8_t* out, size_t out_cap, size_t* out_len);
 
 struct BootPage {
-  uint64_t magic;          // kBootMagic
-  uint32_t abi_version;    // kAbiVersion
-  uint32_t thread_slots;   // number of ECALL slots (TCS analogue)
-  uint64_t image_base;     // must equal the image's own base
-  uint64_t heap_base;      // must equal image_base + kHeapOffset
-  uint64_t heap_limit;     // bytes the heap may grow to (--max-memory), <= kHeapMaxReserve
-  OcallDispatchFn ocall;   // host dispatcher (may be null: OCALLs then fail)
+  uint64_t magic;         // kBootMagic
+  uint32_t abi_version;   // kAbiVersion
+  uint32_t thread_slots;  // number of ECALL slots (TCS analogue)
+  uint64_t image_base;    // must equal the image's own base
+  uint64_t heap_base;     // must equal image_base + kHeapOffset
+  uint64_t heap_limit;    // bytes the heap may grow to (--max-memory), <= kHeapMaxReserve
+  OcallDispatchFn ocall;  // host dispatcher (may be null: OCALLs then fail)
   void* ocall_ctx;
-  uint64_t scratch_base;   // must equal image_base + kScratchOffset
-  uint64_t scratch_size;   // kScratchSize
+  uint64_t scratch_base;  // must equal image_base + kScratchOffset
+  uint64_t scratch_size;  // kScratchSize
   // The measurement the platform computed for this image (the enclave compares a migration
   // peer's quoted measurement with it). EMULATION: given by the platform, like MRENCLAVE is
   // given by EREPORT; a malicious emulated platform can lie (docs/security.md).
   uint8_t measurement[32];
-  uint64_t flags;          // reserved, 0
+  uint64_t flags;  // reserved, 0
 };
 static_assert(sizeof(BootPage) <= kBootSize);
 

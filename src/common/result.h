@@ -13,15 +13,15 @@ namespace constmig {
 
 enum class Errc : int32_t {
   kOk = 0,
-  kInvalidArgument = 1,   // caller passed something wrong (bad flag, bad size)
-  kNotFound = 2,          // a file, key or peer that should exist does not
-  kPermission = 3,        // the OS refused (limits, capabilities)
-  kResourceExhausted = 4, // out of memory, slots, address space
-  kFormat = 5,            // malformed input: bad magic, version, length, encoding
-  kSecurity = 6,          // verification failed: signature, measurement, tag, replay
-  kState = 7,             // operation not allowed in the current state
-  kIo = 8,                // a system call or network operation failed
-  kInternal = 9,          // a bug: please report
+  kInvalidArgument = 1,    // caller passed something wrong (bad flag, bad size)
+  kNotFound = 2,           // a file, key or peer that should exist does not
+  kPermission = 3,         // the OS refused (limits, capabilities)
+  kResourceExhausted = 4,  // out of memory, slots, address space
+  kFormat = 5,             // malformed input: bad magic, version, length, encoding
+  kSecurity = 6,           // verification failed: signature, measurement, tag, replay
+  kState = 7,              // operation not allowed in the current state
+  kIo = 8,                 // a system call or network operation failed
+  kInternal = 9,           // a bug: please report
   kTimeout = 10,
 };
 
@@ -32,7 +32,9 @@ struct Error {
   std::string message;
 };
 
-inline Error make_error(Errc code, std::string msg) { return Error{code, std::move(msg)}; }
+inline Error make_error(Errc code, std::string msg) {
+  return Error{code, std::move(msg)};
+}
 
 template <typename T>
 class [[nodiscard]] Result {
@@ -95,21 +97,34 @@ class [[nodiscard]] Result<void> {
 
 using Status = Result<void>;
 
-inline Status ok_status() { return Status(); }
+inline Status ok_status() {
+  return Status();
+}
 
 inline const char* errc_name(Errc c) {
   switch (c) {
-    case Errc::kOk: return "ok";
-    case Errc::kInvalidArgument: return "invalid-argument";
-    case Errc::kNotFound: return "not-found";
-    case Errc::kPermission: return "permission";
-    case Errc::kResourceExhausted: return "resource-exhausted";
-    case Errc::kFormat: return "format";
-    case Errc::kSecurity: return "security";
-    case Errc::kState: return "state";
-    case Errc::kIo: return "io";
-    case Errc::kInternal: return "internal";
-    case Errc::kTimeout: return "timeout";
+    case Errc::kOk:
+      return "ok";
+    case Errc::kInvalidArgument:
+      return "invalid-argument";
+    case Errc::kNotFound:
+      return "not-found";
+    case Errc::kPermission:
+      return "permission";
+    case Errc::kResourceExhausted:
+      return "resource-exhausted";
+    case Errc::kFormat:
+      return "format";
+    case Errc::kSecurity:
+      return "security";
+    case Errc::kState:
+      return "state";
+    case Errc::kIo:
+      return "io";
+    case Errc::kInternal:
+      return "internal";
+    case Errc::kTimeout:
+      return "timeout";
   }
   return "unknown";
 }
@@ -119,14 +134,14 @@ inline const char* errc_name(Errc c) {
 // Propagate an error from an expression returning Result/Status.
 #define CONSTMIG_CONCAT_INNER(a, b) a##b
 #define CONSTMIG_CONCAT(a, b) CONSTMIG_CONCAT_INNER(a, b)
-#define CM_TRY(expr)                                                   \
-  do {                                                                 \
-    auto&& _cm_r = (expr);                                             \
-    if (!_cm_r.ok()) return ::constmig::Error(_cm_r.take_error());     \
+#define CM_TRY(expr)                                               \
+  do {                                                             \
+    auto&& _cm_r = (expr);                                         \
+    if (!_cm_r.ok()) return ::constmig::Error(_cm_r.take_error()); \
   } while (0)
-#define CM_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr)                       \
-  auto tmp = (expr);                                                   \
-  if (!tmp.ok()) return ::constmig::Error(tmp.take_error());           \
+#define CM_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr)             \
+  auto tmp = (expr);                                         \
+  if (!tmp.ok()) return ::constmig::Error(tmp.take_error()); \
   lhs = std::move(tmp).value()
 #define CM_ASSIGN_OR_RETURN(lhs, expr) \
   CM_ASSIGN_OR_RETURN_IMPL(CONSTMIG_CONCAT(_cm_tmp_, __LINE__), lhs, expr)

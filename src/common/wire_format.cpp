@@ -18,20 +18,34 @@ std::string hex32(uint64_t v, int digits) {
   return s;
 }
 
-std::string num(uint64_t v) { return std::to_string(v); }
+std::string num(uint64_t v) {
+  return std::to_string(v);
+}
 
-Error format_error(std::string msg) { return make_error(Errc::kFormat, std::move(msg)); }
-Error arg_error(std::string msg) { return make_error(Errc::kInvalidArgument, std::move(msg)); }
+Error format_error(std::string msg) {
+  return make_error(Errc::kFormat, std::move(msg));
+}
+Error arg_error(std::string msg) {
+  return make_error(Errc::kInvalidArgument, std::move(msg));
+}
 
-bool valid_type(uint8_t t) { return t >= kFirstFrameType && t <= kLastFrameType; }
+bool valid_type(uint8_t t) {
+  return t >= kFirstFrameType && t <= kLastFrameType;
+}
 
 bool all_zero(ByteView b) {
   return std::all_of(b.begin(), b.end(), [](uint8_t x) { return x == 0; });
 }
 
-void put_u32(uint8_t* p, uint32_t v) { std::memcpy(p, &v, 4); }
-void put_u64(uint8_t* p, uint64_t v) { std::memcpy(p, &v, 8); }
-void put_u16(uint8_t* p, uint16_t v) { std::memcpy(p, &v, 2); }
+void put_u32(uint8_t* p, uint32_t v) {
+  std::memcpy(p, &v, 4);
+}
+void put_u64(uint8_t* p, uint64_t v) {
+  std::memcpy(p, &v, 8);
+}
+void put_u16(uint8_t* p, uint16_t v) {
+  std::memcpy(p, &v, 2);
+}
 
 // A decoder must consume the payload exactly.
 Status expect_end(const ByteReader& r, std::string_view what) {
@@ -54,20 +68,28 @@ Status check_page_range(uint64_t first, uint64_t count, std::string_view what) {
 
 uint32_t sealed_min_ct(FrameType t) {
   switch (t) {
-    case FrameType::kManifest: return kManifestBodySize;
+    case FrameType::kManifest:
+      return kManifestBodySize;
     case FrameType::kCommit:
-    case FrameType::kAbort: return kTokenSize;
-    default: return 0;
+    case FrameType::kAbort:
+      return kTokenSize;
+    default:
+      return 0;
   }
 }
 uint32_t sealed_max_ct(FrameType t) {
   switch (t) {
-    case FrameType::kSmallState: return kMaxSmallStateCiphertext;
-    case FrameType::kHostState: return kMaxHostStateCiphertext;
-    case FrameType::kManifest: return kManifestBodySize;
+    case FrameType::kSmallState:
+      return kMaxSmallStateCiphertext;
+    case FrameType::kHostState:
+      return kMaxHostStateCiphertext;
+    case FrameType::kManifest:
+      return kManifestBodySize;
     case FrameType::kCommit:
-    case FrameType::kAbort: return kTokenSize;
-    default: return 0;
+    case FrameType::kAbort:
+      return kTokenSize;
+    default:
+      return 0;
   }
 }
 
@@ -77,50 +99,70 @@ uint32_t sealed_max_ct(FrameType t) {
 
 std::string frame_type_name(FrameType t) {
   switch (t) {
-    case FrameType::kHello: return "HELLO";
-    case FrameType::kKeyConfirm: return "KEY_CONFIRM";
-    case FrameType::kSmallState: return "SMALL_STATE";
-    case FrameType::kHostState: return "HOST_STATE";
-    case FrameType::kPages: return "PAGES";
-    case FrameType::kPageRequest: return "PAGE_REQUEST";
-    case FrameType::kManifest: return "MANIFEST";
-    case FrameType::kCommit: return "COMMIT";
-    case FrameType::kAbort: return "ABORT";
-    case FrameType::kError: return "ERROR";
-    case FrameType::kStats: return "STATS";
+    case FrameType::kHello:
+      return "HELLO";
+    case FrameType::kKeyConfirm:
+      return "KEY_CONFIRM";
+    case FrameType::kSmallState:
+      return "SMALL_STATE";
+    case FrameType::kHostState:
+      return "HOST_STATE";
+    case FrameType::kPages:
+      return "PAGES";
+    case FrameType::kPageRequest:
+      return "PAGE_REQUEST";
+    case FrameType::kManifest:
+      return "MANIFEST";
+    case FrameType::kCommit:
+      return "COMMIT";
+    case FrameType::kAbort:
+      return "ABORT";
+    case FrameType::kError:
+      return "ERROR";
+    case FrameType::kStats:
+      return "STATS";
   }
   return "UNKNOWN(" + hex32(static_cast<uint8_t>(t), 2) + ")";
 }
 
 std::string_view direction_name(Direction d) {
   switch (d) {
-    case Direction::kUnknown: return "unknown";
-    case Direction::kSourceToTarget: return "source->target";
-    case Direction::kTargetToSource: return "target->source";
+    case Direction::kUnknown:
+      return "unknown";
+    case Direction::kSourceToTarget:
+      return "source->target";
+    case Direction::kTargetToSource:
+      return "target->source";
   }
   return "invalid";
 }
 
 std::string_view role_name(Role r) {
   switch (r) {
-    case Role::kSource: return "source";
-    case Role::kTarget: return "target";
+    case Role::kSource:
+      return "source";
+    case Role::kTarget:
+      return "target";
   }
   return "invalid";
 }
 
 std::string_view mode_name(Mode m) {
   switch (m) {
-    case Mode::kStopAndCopy: return "stop-and-copy";
-    case Mode::kConstMig: return "constmig";
+    case Mode::kStopAndCopy:
+      return "stop-and-copy";
+    case Mode::kConstMig:
+      return "constmig";
   }
   return "invalid";
 }
 
 std::string_view page_kind_name(PageKind k) {
   switch (k) {
-    case PageKind::kData: return "data";
-    case PageKind::kZero: return "zero";
+    case PageKind::kData:
+      return "data";
+    case PageKind::kZero:
+      return "zero";
   }
   return "invalid";
 }
@@ -131,53 +173,72 @@ bool frame_allowed(FrameType t, Direction d) {
     case FrameType::kHello:
     case FrameType::kKeyConfirm:
     case FrameType::kError:
-    case FrameType::kStats: return true;
+    case FrameType::kStats:
+      return true;
     case FrameType::kSmallState:
     case FrameType::kHostState:
     case FrameType::kPages:
-    case FrameType::kManifest: return d == Direction::kSourceToTarget;
+    case FrameType::kManifest:
+      return d == Direction::kSourceToTarget;
     case FrameType::kPageRequest:
     case FrameType::kCommit:
-    case FrameType::kAbort: return d == Direction::kTargetToSource;
+    case FrameType::kAbort:
+      return d == Direction::kTargetToSource;
   }
   return false;
 }
 
 uint32_t min_payload_len(FrameType t) {
   switch (t) {
-    case FrameType::kHello: return kHelloSize;
-    case FrameType::kKeyConfirm: return kMacSize;
+    case FrameType::kHello:
+      return kHelloSize;
+    case FrameType::kKeyConfirm:
+      return kMacSize;
     case FrameType::kSmallState:
     case FrameType::kHostState:
     case FrameType::kManifest:
     case FrameType::kCommit:
-    case FrameType::kAbort: return static_cast<uint32_t>(kSealedOverhead + sealed_min_ct(t));
-    case FrameType::kPages: return static_cast<uint32_t>(kPagesHeaderSize + kZeroRecordSize);
-    case FrameType::kPageRequest: return kPageRequestSize;
-    case FrameType::kError: return 8;
-    case FrameType::kStats: return 0;
+    case FrameType::kAbort:
+      return static_cast<uint32_t>(kSealedOverhead + sealed_min_ct(t));
+    case FrameType::kPages:
+      return static_cast<uint32_t>(kPagesHeaderSize + kZeroRecordSize);
+    case FrameType::kPageRequest:
+      return kPageRequestSize;
+    case FrameType::kError:
+      return 8;
+    case FrameType::kStats:
+      return 0;
   }
   return 0;
 }
 
 uint32_t max_payload_len(FrameType t) {
   switch (t) {
-    case FrameType::kHello: return kHelloSize;
-    case FrameType::kKeyConfirm: return kMacSize;
+    case FrameType::kHello:
+      return kHelloSize;
+    case FrameType::kKeyConfirm:
+      return kMacSize;
     case FrameType::kSmallState:
     case FrameType::kHostState:
     case FrameType::kManifest:
     case FrameType::kCommit:
-    case FrameType::kAbort: return static_cast<uint32_t>(kSealedOverhead + sealed_max_ct(t));
-    case FrameType::kPages: return static_cast<uint32_t>(kMaxPagesPayload);
-    case FrameType::kPageRequest: return kPageRequestSize;
-    case FrameType::kError: return 8 + kMaxErrorMessage;
-    case FrameType::kStats: return kMaxStatsText;
+    case FrameType::kAbort:
+      return static_cast<uint32_t>(kSealedOverhead + sealed_max_ct(t));
+    case FrameType::kPages:
+      return static_cast<uint32_t>(kMaxPagesPayload);
+    case FrameType::kPageRequest:
+      return kPageRequestSize;
+    case FrameType::kError:
+      return 8 + kMaxErrorMessage;
+    case FrameType::kStats:
+      return kMaxStatsText;
   }
   return 0;
 }
 
-uint16_t allowed_flags(FrameType t) { return t == FrameType::kPages ? kFlagUrgent : 0; }
+uint16_t allowed_flags(FrameType t) {
+  return t == FrameType::kPages ? kFlagUrgent : 0;
+}
 
 // ------------------------------------------------------------------------------------- header
 
@@ -203,8 +264,8 @@ void encode_header(const FrameHeader& h, std::span<uint8_t, kHeaderSize> out) {
 
 Result<FrameHeader> decode_header(ByteView bytes, uint64_t expected_seq) {
   if (bytes.size() < kHeaderSize) {
-    return format_error("truncated frame header: " + num(bytes.size()) + " of " +
-                        num(kHeaderSize) + " bytes");
+    return format_error("truncated frame header: " + num(bytes.size()) + " of " + num(kHeaderSize) +
+                        " bytes");
   }
   ByteReader r(bytes.first(kHeaderSize));
   uint32_t magic = r.u32();
@@ -231,14 +292,14 @@ Result<FrameHeader> decode_header(ByteView bytes, uint64_t expected_seq) {
                         num(kWireVersion) + " (peer runs an incompatible constmig)");
   }
   if (!valid_type(type)) {
-    return format_error("unknown frame type " + num(type) + ", expected " +
-                        num(kFirstFrameType) + ".." + num(kLastFrameType));
+    return format_error("unknown frame type " + num(type) + ", expected " + num(kFirstFrameType) +
+                        ".." + num(kLastFrameType));
   }
   h.type = static_cast<FrameType>(type);
   const std::string name = frame_type_name(h.type);
   if ((h.flags & ~allowed_flags(h.type)) != 0) {
-    return format_error(name + " frame has undefined flags " + hex32(h.flags, 4) +
-                        ", allowed " + hex32(allowed_flags(h.type), 4));
+    return format_error(name + " frame has undefined flags " + hex32(h.flags, 4) + ", allowed " +
+                        hex32(allowed_flags(h.type), 4));
   }
   uint32_t lo = min_payload_len(h.type), hi = max_payload_len(h.type);
   if (h.payload_len < lo || h.payload_len > hi) {
@@ -247,8 +308,8 @@ Result<FrameHeader> decode_header(ByteView bytes, uint64_t expected_seq) {
   }
   if (h.seq != expected_seq) {
     if (h.seq < expected_seq) {
-      return format_error(name + " frame seq " + num(h.seq) + ", expected " +
-                          num(expected_seq) + ": duplicated or reordered frame");
+      return format_error(name + " frame seq " + num(h.seq) + ", expected " + num(expected_seq) +
+                          ": duplicated or reordered frame");
     }
     return format_error(name + " frame seq " + num(h.seq) + ", expected " + num(expected_seq) +
                         ": " + num(h.seq - expected_seq) + " frame(s) missing");
@@ -275,8 +336,8 @@ Status check_hello(const Hello& h) {
   }
   if (h.app_name.empty() || h.app_name.size() > kMaxAppName ||
       h.app_name.find('\0') != std::string::npos) {
-    return arg_error("HELLO: app name must be 1.." + num(kMaxAppName) +
-                     " bytes without NUL (got " + num(h.app_name.size()) + ")");
+    return arg_error("HELLO: app name must be 1.." + num(kMaxAppName) + " bytes without NUL (got " +
+                     num(h.app_name.size()) + ")");
   }
   return ok_status();
 }
@@ -340,8 +401,7 @@ Result<Hello> decode_hello(ByteView payload) {
   }
   if (reserved0 != 0 || reserved1 != 0) return format_error("HELLO: reserved field is not zero");
   if (page_size != kPageSize) {
-    return format_error("HELLO: peer page size " + num(page_size) + ", expected " +
-                        num(kPageSize));
+    return format_error("HELLO: peer page size " + num(page_size) + ", expected " + num(kPageSize));
   }
   if (h.thread_slots == 0 || h.thread_slots > abi::kMaxThreadSlots) {
     return format_error("HELLO: thread_slots " + num(h.thread_slots) + " outside 1.." +
@@ -395,8 +455,10 @@ bool is_sealed_type(FrameType t) {
     case FrameType::kHostState:
     case FrameType::kManifest:
     case FrameType::kCommit:
-    case FrameType::kAbort: return true;
-    default: return false;
+    case FrameType::kAbort:
+      return true;
+    default:
+      return false;
   }
 }
 
@@ -404,8 +466,9 @@ namespace {
 Status check_sealed_fields(FrameType type, uint32_t section, uint32_t index, uint32_t count,
                            uint64_t ct_len, uint64_t tag_len, bool decoding) {
   const std::string name = frame_type_name(type);
-  auto err = [&](std::string m) { return decoding ? format_error(name + ": " + m)
-                                                  : arg_error(name + ": " + m); };
+  auto err = [&](std::string m) {
+    return decoding ? format_error(name + ": " + m) : arg_error(name + ": " + m);
+  };
   if (!is_sealed_type(type)) return arg_error(name + " is not a sealed record type");
   if (count == 0 || count > kMaxSealedCount) {
     return err("record count " + num(count) + " outside 1.." + num(kMaxSealedCount));
@@ -485,8 +548,8 @@ Result<ManifestBody> decode_manifest_body(ByteView plaintext) {
   ByteView d = r.bytes(kDigestSize);
   CM_TRY(expect_end(r, "manifest body"));
   if (m.page_count > kMaxHeapPages) {
-    return format_error("manifest: page count " + num(m.page_count) + " exceeds the largest heap (" +
-                        num(kMaxHeapPages) + " pages)");
+    return format_error("manifest: page count " + num(m.page_count) +
+                        " exceeds the largest heap (" + num(kMaxHeapPages) + " pages)");
   }
   if (m.heap_top % kPageSize != 0 || m.heap_top / kPageSize != m.page_count) {
     return format_error("manifest: heap top " + num(m.heap_top) + " does not match page count " +
@@ -607,7 +670,9 @@ Status decode_pages(ByteView payload, std::vector<PageRecord>& out) {
 }
 
 PagesBuilder::PagesBuilder(std::vector<uint8_t>& out, uint32_t capacity)
-    : out_(out), start_(out.size()), capacity_(std::clamp<uint32_t>(capacity, 1, kMaxPagesPerBatch)) {
+    : out_(out),
+      start_(out.size()),
+      capacity_(std::clamp<uint32_t>(capacity, 1, kMaxPagesPerBatch)) {
   out_.reserve(start_ + kPagesHeaderSize + static_cast<size_t>(capacity_) * kDataRecordSize);
   out_.resize(start_ + kPagesHeaderSize, 0);
 }
@@ -622,7 +687,8 @@ Result<PagesBuilder::DataSlot> PagesBuilder::add_data(uint64_t index, uint64_t n
   p[8] = static_cast<uint8_t>(PageKind::kData);
   put_u64(p + 9, nonce);
   ++count_;
-  return DataSlot{MutableByteView(p + 17, kPageSize), MutableByteView(p + 17 + kPageSize, kTagSize)};
+  return DataSlot{MutableByteView(p + 17, kPageSize),
+                  MutableByteView(p + 17 + kPageSize, kTagSize)};
 }
 
 Result<MutableByteView> PagesBuilder::add_zero_run(uint64_t first, uint32_t run, uint64_t nonce) {
@@ -695,8 +761,7 @@ Result<ErrorInfo> decode_error(ByteView payload) {
   uint32_t len = r.u32();
   if (!r.ok()) return format_error("ERROR: payload truncated");
   if (len > kMaxErrorMessage) {
-    return format_error("ERROR: message length " + num(len) + " exceeds " +
-                        num(kMaxErrorMessage));
+    return format_error("ERROR: message length " + num(len) + " exceeds " + num(kMaxErrorMessage));
   }
   ByteView msg = r.bytes(len);
   CM_TRY(expect_end(r, "ERROR"));
@@ -870,9 +935,8 @@ Result<bool> FrameReader::next(Frame& out) {
     Status st = validate_payload(*pending_, payload);
     if (!st.ok()) {
       return fail(st.error().code, "frame at offset " + num(frame_offset) + " (seq " +
-                                       num(pending_->seq) + ", " +
-                                       frame_type_name(pending_->type) + "): " +
-                                       st.error().message);
+                                       num(pending_->seq) + ", " + frame_type_name(pending_->type) +
+                                       "): " + st.error().message);
     }
   }
   out.header = *pending_;
@@ -898,14 +962,14 @@ Status FrameReader::finish() const {
   const uint64_t off = base_offset_ + pos_ + release_;
   if (pending_) {
     return format_error("truncated stream: the " + frame_type_name(pending_->type) +
-                        " frame at offset " + num(off) + " (seq " + num(pending_->seq) +
-                        ") has " + num(left - kHeaderSize) + " of its " +
-                        num(pending_->payload_len) + " payload bytes");
+                        " frame at offset " + num(off) + " (seq " + num(pending_->seq) + ") has " +
+                        num(left - kHeaderSize) + " of its " + num(pending_->payload_len) +
+                        " payload bytes");
   }
   if (left >= kHeaderSize) {
     // Bytes that were never asked for with next(): say so rather than guess.
-    return format_error("stream ended with " + num(left) + " unread bytes at offset " +
-                        num(off) + " (call next() until it returns false)");
+    return format_error("stream ended with " + num(left) + " unread bytes at offset " + num(off) +
+                        " (call next() until it returns false)");
   }
   return format_error("truncated stream: " + num(left) + " bytes of a frame header at offset " +
                       num(off) + " (a header is " + num(kHeaderSize) + " bytes)");
@@ -933,8 +997,7 @@ Result<std::optional<CaptureHeader>> decode_capture_header(ByteView first_bytes)
   c.version = r.u32();
   uint32_t dir = r.u32();
   if (c.version != kCaptureVersion) {
-    return format_error("capture version " + num(c.version) + ", expected " +
-                        num(kCaptureVersion));
+    return format_error("capture version " + num(c.version) + ", expected " + num(kCaptureVersion));
   }
   if (dir > 2) {
     return format_error("capture direction " + num(dir) +
@@ -948,12 +1011,18 @@ Result<std::optional<CaptureHeader>> decode_capture_header(ByteView first_bytes)
 
 std::optional<RecordKind> record_kind_for(FrameType t) {
   switch (t) {
-    case FrameType::kSmallState: return RecordKind::kSmallState;
-    case FrameType::kHostState: return RecordKind::kHostState;
-    case FrameType::kManifest: return RecordKind::kManifest;
-    case FrameType::kCommit: return RecordKind::kCommit;
-    case FrameType::kAbort: return RecordKind::kAbort;
-    default: return std::nullopt;
+    case FrameType::kSmallState:
+      return RecordKind::kSmallState;
+    case FrameType::kHostState:
+      return RecordKind::kHostState;
+    case FrameType::kManifest:
+      return RecordKind::kManifest;
+    case FrameType::kCommit:
+      return RecordKind::kCommit;
+    case FrameType::kAbort:
+      return RecordKind::kAbort;
+    default:
+      return std::nullopt;
   }
 }
 
@@ -981,8 +1050,9 @@ Aad make_aad(MigrationId mid, RecordKind kind, uint32_t epoch, uint64_t index, u
 
 Aad page_aad(MigrationId migration_id, uint64_t page_index, uint32_t epoch, PageKind kind,
              uint32_t run) {
-  return make_aad(migration_id, kind == PageKind::kZero ? RecordKind::kZeroRun : RecordKind::kHeapPage,
-                  epoch, page_index, kind == PageKind::kZero ? run : 1, 0);
+  return make_aad(migration_id,
+                  kind == PageKind::kZero ? RecordKind::kZeroRun : RecordKind::kHeapPage, epoch,
+                  page_index, kind == PageKind::kZero ? run : 1, 0);
 }
 
 Aad record_aad(MigrationId migration_id, RecordKind kind, uint32_t epoch, uint32_t index,

@@ -101,10 +101,10 @@ uint32_t crc32c(ByteView data);
 // ---------------------------------------------------------------------------------------------
 // Limits (all checked before allocation; see docs/format.md "Limits")
 // ---------------------------------------------------------------------------------------------
-inline constexpr size_t kPageSize = abi::kPageSize;  // 4096
+inline constexpr size_t kPageSize = abi::kPageSize;                               // 4096
 inline constexpr uint64_t kMaxHeapPages = abi::kHeapMaxReserve / abi::kPageSize;  // 2^24
-inline constexpr size_t kTagSize = 16;      // AES-GCM tag
-inline constexpr size_t kNonceSize = 12;    // AES-GCM IV built from a u64 counter (gcm_nonce)
+inline constexpr size_t kTagSize = 16;                                            // AES-GCM tag
+inline constexpr size_t kNonceSize = 12;  // AES-GCM IV built from a u64 counter (gcm_nonce)
 inline constexpr size_t kQuoteSize = quote::kQuoteSize;  // 208, common/quote_format.h
 inline constexpr size_t kX25519KeySize = 32;
 inline constexpr size_t kHelloNonceSize = 32;
@@ -115,9 +115,9 @@ inline constexpr size_t kDigestSize = 32;
 inline constexpr size_t kMigrationIdSize = 16;
 
 inline constexpr uint32_t kMaxPagesPerBatch = 1024;
-inline constexpr uint32_t kMaxZeroRun = 65536;          // pages one ZERO record may cover
+inline constexpr uint32_t kMaxZeroRun = 65536;  // pages one ZERO record may cover
 inline constexpr uint32_t kMaxPagesPerRequest = 256;
-inline constexpr uint32_t kMaxSealedCount = 1024;        // records of one kind (e.g. sections)
+inline constexpr uint32_t kMaxSealedCount = 1024;  // records of one kind (e.g. sections)
 inline constexpr uint32_t kMaxSmallStateCiphertext = 64u << 20;
 inline constexpr uint32_t kMaxHostStateCiphertext = 16u << 20;
 inline constexpr uint32_t kMaxErrorMessage = 1024;
@@ -251,8 +251,8 @@ Status encode_page_request(const PageRequest& r, std::vector<uint8_t>& out);
 Result<PageRequest> decode_page_request(ByteView payload);
 
 struct ErrorInfo {
-  uint32_t code = 0;      // an Errc value, informational
-  std::string message;    // <= kMaxErrorMessage bytes
+  uint32_t code = 0;    // an Errc value, informational
+  std::string message;  // <= kMaxErrorMessage bytes
 };
 // Truncates a longer message to kMaxErrorMessage bytes (an error report must never fail).
 void encode_error(const ErrorInfo& e, std::vector<uint8_t>& out);
@@ -271,9 +271,9 @@ Status validate_payload(const FrameHeader& h, ByteView payload);
 // ---------------------------------------------------------------------------------------------
 
 // Appends frames to a buffer with consecutive sequence numbers (one encoder per direction).
-// Zero-copy use: size_t m = enc.begin(type, flags, buf); <append payload to buf>; enc.finish(m, buf).
-// finish() validates the whole frame (validate_payload) before consuming a sequence number: an
-// encoder never emits a frame the decoder would refuse. On error the buffer is cut back to `m`.
+// Zero-copy use: size_t m = enc.begin(type, flags, buf); <append payload to buf>; enc.finish(m,
+// buf). finish() validates the whole frame (validate_payload) before consuming a sequence number:
+// an encoder never emits a frame the decoder would refuse. On error the buffer is cut back to `m`.
 class FrameEncoder {
  public:
   explicit FrameEncoder(uint64_t first_seq = 0) : next_seq_(first_seq) {}

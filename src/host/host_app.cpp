@@ -40,7 +40,8 @@ Result<uint64_t> parse_size(const std::string& text) {
     return make_error(Errc::kInvalidArgument,
                       "unknown size unit in '" + text + "': use K, M, G or T (powers of 1024)");
   }
-  if (shift && v > (UINT64_MAX >> shift)) return make_error(Errc::kInvalidArgument, "size too large");
+  if (shift && v > (UINT64_MAX >> shift))
+    return make_error(Errc::kInvalidArgument, "size too large");
   return v << shift;
 }
 

@@ -18,7 +18,9 @@ namespace {
 
 constexpr size_t kMaxRequest = 64 << 10;
 
-std::string err_text() { return std::strerror(errno); }
+std::string err_text() {
+  return std::strerror(errno);
+}
 
 bool write_all(int fd, const std::string& s) {
   size_t done = 0;
@@ -37,13 +39,16 @@ Result<std::pair<std::string, std::string>> split_addr(const std::string& addr) 
     return make_error(Errc::kInvalidArgument, "'" + addr + "' is not HOST:PORT");
   }
   std::string host = addr.substr(0, colon), port = addr.substr(colon + 1);
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
   return std::make_pair(host, port);
 }
 
 }  // namespace
 
-ControlServer::~ControlServer() { stop(); }
+ControlServer::~ControlServer() {
+  stop();
+}
 
 Status ControlServer::start(const std::string& path, Handler handler) {
   sockaddr_un a{};
@@ -60,7 +65,8 @@ Status ControlServer::start(const std::string& path, Handler handler) {
   int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (::connect(probe, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
     ::close(probe);
-    return make_error(Errc::kState, "control socket " + path + " is in use by another constmig process");
+    return make_error(Errc::kState,
+                      "control socket " + path + " is in use by another constmig process");
   }
   ::close(probe);
   ::unlink(path.c_str());
@@ -124,7 +130,9 @@ void ControlServer::serve_one(int c) {
     auto emit = [c](const nlohmann::json& j) { (void)write_all(c, j.dump() + "\n"); };
     auto j = nlohmann::json::parse(req.substr(0, req.find('\n')), nullptr, false);
     if (!j.is_object() || !j.contains("cmd")) {
-      emit({{"event", "result"}, {"ok", false}, {"error", "malformed control request (expected one JSON object line with \"cmd\")"}});
+      emit({{"event", "result"},
+            {"ok", false},
+            {"error", "malformed control request (expected one JSON object line with \"cmd\")"}});
     } else {
       handler_(j, emit);
     }
@@ -137,13 +145,15 @@ Result<nlohmann::json> control_request(const std::string& path, const nlohmann::
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_un a{};
   a.sun_family = AF_UNIX;
-  if (path.size() >= sizeof a.sun_path) return make_error(Errc::kInvalidArgument, "control path too long");
+  if (path.size() >= sizeof a.sun_path)
+    return make_error(Errc::kInvalidArgument, "control path too long");
   std::memcpy(a.sun_path, path.c_str(), path.size() + 1);
   if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
     int e = errno;
     ::close(fd);
-    return make_error(Errc::kNotFound, "cannot reach the constmig process at control socket " + path +
-                                           ": " + std::strerror(e) + " (is `constmig run --control " + path + "` running?)");
+    return make_error(Errc::kNotFound, "cannot reach the constmig process at control socket " +
+                                           path + ": " + std::strerror(e) +
+                                           " (is `constmig run --control " + path + "` running?)");
   }
   if (!write_all(fd, request.dump() + "\n")) {
     ::close(fd);
@@ -169,7 +179,8 @@ Result<nlohmann::json> control_request(const std::string& path, const nlohmann::
     buf.append(tmp, static_cast<size_t>(n));
   }
   ::close(fd);
-  return make_error(Errc::kIo, "the constmig process closed the control connection without a result");
+  return make_error(Errc::kIo,
+                    "the constmig process closed the control connection without a result");
 }
 
 Result<int> tcp_connect(const std::string& addr, int timeout_ms) {
@@ -177,7 +188,8 @@ Result<int> tcp_connect(const std::string& addr, int timeout_ms) {
   addrinfo hints{}, *res = nullptr;
   hints.ai_socktype = SOCK_STREAM;
   int rc = ::getaddrinfo(hp.first.c_str(), hp.second.c_str(), &hints, &res);
-  if (rc != 0) return make_error(Errc::kInvalidArgument, "cannot resolve '" + addr + "': " + gai_strerror(rc));
+  if (rc != 0)
+    return make_error(Errc::kInvalidArgument, "cannot resolve '" + addr + "': " + gai_strerror(rc));
   std::string last = "no address";
   for (addrinfo* ai = res; ai; ai = ai->ai_next) {
     int fd = ::socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -217,7 +229,8 @@ Result<int> tcp_listen(const std::string& addr) {
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_PASSIVE;
   int rc = ::getaddrinfo(hp.first.c_str(), hp.second.c_str(), &hints, &res);
-  if (rc != 0) return make_error(Errc::kInvalidArgument, "cannot resolve '" + addr + "': " + gai_strerror(rc));
+  if (rc != 0)
+    return make_error(Errc::kInvalidArgument, "cannot resolve '" + addr + "': " + gai_strerror(rc));
   int fd = ::socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
   int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);

@@ -11,8 +11,8 @@
 #pragma once
 
 #include <functional>
-#include <string>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 

@@ -96,13 +96,15 @@ class Channel {
       }
       pollfd p{fd_, POLLIN, 0};
       int pr = ::poll(&p, 1, static_cast<int>(std::min<long>(left.count(), 1000)));
-      if (pr < 0 && errno != EINTR) return make_error(Errc::kIo, std::string("poll: ") + std::strerror(errno));
+      if (pr < 0 && errno != EINTR)
+        return make_error(Errc::kIo, std::string("poll: ") + std::strerror(errno));
       if (pr <= 0) continue;
       size_t want = std::min<size_t>(reader_.wanted(), 1 << 20);
       rbuf_.resize(std::max<size_t>(want, 1));
       ssize_t n = ::read(fd_, rbuf_.data(), rbuf_.size());
       if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-      if (n < 0) return make_error(Errc::kIo, std::string("reading from peer: ") + std::strerror(errno));
+      if (n < 0)
+        return make_error(Errc::kIo, std::string("reading from peer: ") + std::strerror(errno));
       if (n == 0) {
         CM_TRY(reader_.finish());
         return make_error(Errc::kIo, "the peer closed the connection");
@@ -115,12 +117,14 @@ class Channel {
 
  private:
   Status write_locked(ByteView b) {
-    if (cap_.is_open()) cap_.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
+    if (cap_.is_open())
+      cap_.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
     size_t done = 0;
     while (done < b.size()) {
       ssize_t n = ::send(fd_, b.data() + done, b.size() - done, MSG_NOSIGNAL);
       if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return make_error(Errc::kIo, std::string("sending to peer: ") + std::strerror(errno));
+      if (n <= 0)
+        return make_error(Errc::kIo, std::string("sending to peer: ") + std::strerror(errno));
       done += static_cast<size_t>(n);
     }
     bytes_sent_ += b.size();
@@ -174,8 +178,8 @@ void send_error(Channel& ch, const Error& e) {
 }
 
 // Handshake common to both roles. Returns the peer's HELLO.
-Status handshake(platform::Enclave& e, const platform::Platform& plat, HostApp& app,
-                 Channel& ch, wire::Role role, wire::Mode mode, std::chrono::milliseconds to) {
+Status handshake(platform::Enclave& e, const platform::Platform& plat, HostApp& app, Channel& ch,
+                 wire::Role role, wire::Mode mode, std::chrono::milliseconds to) {
   std::vector<uint8_t> in;
   ByteWriter w(in);
   w.u8(static_cast<uint8_t>(role));
@@ -234,14 +238,13 @@ void flip(MutableByteView v, size_t at) {
 uint32_t auto_batch_pages(uint64_t heap_bytes, int workers) {
   // Frames in flight: source: one per worker; target: queue (2 x workers) + one per worker +
   // the reader's frame. Keep them all within 1% of the heap, between 16 and 1024 pages.
-  uint64_t frames = 2 * static_cast<uint64_t>(std::max(1, workers)) + 3 * static_cast<uint64_t>(std::max(1, workers)) + 1;
+  uint64_t frames = 2 * static_cast<uint64_t>(std::max(1, workers)) +
+                    3 * static_cast<uint64_t>(std::max(1, workers)) + 1;
   uint64_t pages = heap_bytes / 100 / (frames * wire::kDataRecordSize);
   return static_cast<uint32_t>(std::clamp<uint64_t>(pages, 16, wire::kMaxPagesPerBatch));
 }
 
-namespace {
-
-}  // namespace
+namespace {}  // namespace
 
 Result<Fault> parse_fault(const std::string& n) {
   static const std::pair<const char*, Fault> kAll[] = {
@@ -260,7 +263,8 @@ Result<Fault> parse_fault(const std::string& n) {
   for (auto& [name, f] : kAll) {
     if (n == name) return f;
   }
-  return make_error(Errc::kInvalidArgument, "unknown fault '" + n + "' (known: " + fault_names() + ")");
+  return make_error(Errc::kInvalidArgument,
+                    "unknown fault '" + n + "' (known: " + fault_names() + ")");
 }
 
 std::string fault_names() {
@@ -309,7 +313,8 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
       }
       if (f->header.type == FrameType::kError) {
         auto er = wire::decode_error(f->payload);
-        ps = make_error(Errc::kState, "target reported: " + (er.ok() ? er->message : std::string("?")));
+        ps = make_error(Errc::kState,
+                        "target reported: " + (er.ok() ? er->message : std::string("?")));
         break;
       }
       if (f->header.type != FrameType::kStats) {
@@ -358,8 +363,10 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
       s = hs.take_error();
     } else {
       auto sealed = mcall(e, abi::kEcallMigSealHostState, *hs, hs->size() + 256);
-      if (!sealed.ok()) s = sealed.take_error();
-      else s = ch.send(FrameType::kHostState, *sealed);
+      if (!sealed.ok())
+        s = sealed.take_error();
+      else
+        s = ch.send(FrameType::kHostState, *sealed);
     }
   }
   st["freeze-time"] = ms_since(t_stop);
@@ -388,7 +395,8 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
         break;
       }
     }
-    if (earlier.empty()) s = make_error(Errc::kInvalidArgument, "no PAGES frame in " + o.replay_capture);
+    if (earlier.empty())
+      s = make_error(Errc::kInvalidArgument, "no PAGES frame in " + o.replay_capture);
   }
   auto t_pages = Clock::now();
   // Buffers: each source worker holds one frame (its output buffer); each frame is at most
@@ -396,7 +404,8 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
   // stay within 1% of the heap (see auto_batch_pages).
   const uint32_t batch = o.batch_pages ? o.batch_pages : auto_batch_pages(heap_top, o.workers);
   st["batch-pages"] = batch;
-  st["buffer-bytes"] = static_cast<uint64_t>(std::max(1, o.workers)) * (wire::kPagesHeaderSize + batch * wire::kDataRecordSize);
+  st["buffer-bytes"] = static_cast<uint64_t>(std::max(1, o.workers)) *
+                       (wire::kPagesHeaderSize + batch * wire::kDataRecordSize);
   auto worker = [&]() {
     std::vector<uint8_t> buf(wire::kPagesHeaderSize + batch * wire::kDataRecordSize + 64);
     std::vector<uint8_t> in;
@@ -515,7 +524,8 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
     }
     if (f->header.type == FrameType::kError) {
       auto er = wire::decode_error(f->payload);
-      verdict_err = make_error(Errc::kState, "target reported: " + (er.ok() ? er->message : std::string("?")));
+      verdict_err = make_error(Errc::kState,
+                               "target reported: " + (er.ok() ? er->message : std::string("?")));
       continue;  // an ABORT usually follows
     }
     if (f->header.type == FrameType::kCommit || f->header.type == FrameType::kAbort) {
@@ -532,14 +542,17 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
 
   if (verdict && verdict->header.type == FrameType::kCommit) {
     auto c = mcall(e, abi::kEcallMigCommit, verdict->payload);
-    if (!c.ok()) return failed(make_error(Errc::kSecurity, "commit token rejected: " + c.error().message), true);
+    if (!c.ok())
+      return failed(make_error(Errc::kSecurity, "commit token rejected: " + c.error().message),
+                    true);
     out.kind = MigrationOutcome::kCommitted;
     st["status"] = "completed";
     st["total-time"] = ms_since(t_start);
     if (uint64_t fs = target_stats.value("first-served-ns", 0ull); fs != 0) {
       st["downtime"] = fs > hold_ns ? static_cast<double>(fs - hold_ns) / 1e6 : 0.0;
     }
-    if (target_stats.contains("population-time")) st["population-time"] = target_stats["population-time"];
+    if (target_stats.contains("population-time"))
+      st["population-time"] = target_stats["population-time"];
     // Held ECALLs go in now and are refused by the DEAD enclave (clients see an error and
     // reconnect to the target) instead of waiting forever.
     e.release_app_ecalls();
@@ -648,7 +661,8 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
       continue;
     }
     if (f->header.type != FrameType::kSmallState) {
-      return refuse(make_error(Errc::kFormat, "expected SMALL_STATE, got " + wire::frame_type_name(f->header.type)));
+      return refuse(make_error(
+          Errc::kFormat, "expected SMALL_STATE, got " + wire::frame_type_name(f->header.type)));
     }
     auto r = mcall(e, abi::kEcallMigImportSmall, f->payload);
     if (!r.ok()) return refuse(r.error());
@@ -686,7 +700,7 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
         return;
       }
       ByteReader rr(*r);
-      uint64_t done = installed.fetch_add(rr.u32()) ;
+      uint64_t done = installed.fetch_add(rr.u32());
       (void)done;
     }
   };
@@ -698,7 +712,8 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
       closing = true;
     }
     qcv.notify_all();
-    for (auto& t : ts) if (t.joinable()) t.join();
+    for (auto& t : ts)
+      if (t.joinable()) t.join();
   };
   std::optional<OwnedFrame> manifest;
   Status s;
@@ -716,8 +731,10 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
     FrameType t = f->header.type;
     if (t == FrameType::kHostState) {
       auto r = mcall(e, abi::kEcallMigOpenHostState, f->payload, f->payload.size() + 64);
-      if (!r.ok()) s = r.take_error();
-      else s = app.restore_state(*r);
+      if (!r.ok())
+        s = r.take_error();
+      else
+        s = app.restore_state(*r);
     } else if (t == FrameType::kPages) {
       std::unique_lock lk(qmu);
       qcv.wait(lk, [&] { return queue.size() < qcap || closing; });
@@ -733,9 +750,11 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
       continue;
     } else if (t == FrameType::kError) {
       auto er = wire::decode_error(f->payload);
-      s = make_error(Errc::kState, "source reported: " + (er.ok() ? er->message : std::string("?")));
+      s = make_error(Errc::kState,
+                     "source reported: " + (er.ok() ? er->message : std::string("?")));
     } else {
-      s = make_error(Errc::kFormat, "unexpected " + wire::frame_type_name(t) + " during the heap stream");
+      s = make_error(Errc::kFormat,
+                     "unexpected " + wire::frame_type_name(t) + " during the heap stream");
     }
   }
   stop_workers();
@@ -754,7 +773,8 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
   uint64_t first_served = e.first_served_after_release_ns();
   if (!rs.ok()) st["resume-error"] = rs.error().message;
   st["first-served-ns"] = first_served;
-  if (hold_ns && first_served > hold_ns) st["downtime"] = static_cast<double>(first_served - hold_ns) / 1e6;
+  if (hold_ns && first_served > hold_ns)
+    st["downtime"] = static_cast<double>(first_served - hold_ns) / 1e6;
   st["total-time"] = ms_since(t_start);
   st["status"] = "completed";
   std::string js = st.dump();

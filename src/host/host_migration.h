@@ -41,13 +41,13 @@ std::string fault_names();
 
 struct MigrateOptions {
   wire::Mode mode = wire::Mode::kStopAndCopy;
-  int workers = 2;                     // encrypt (source) / decrypt (target) workers
-  uint32_t batch_pages = 0;            // pages per PAGES frame (<= 1024); 0 = auto_batch_pages
+  int workers = 2;           // encrypt (source) / decrypt (target) workers
+  uint32_t batch_pages = 0;  // pages per PAGES frame (<= 1024); 0 = auto_batch_pages
   std::chrono::milliseconds quiesce_timeout{10000};
   std::chrono::milliseconds io_timeout{60000};
-  std::string capture_path;            // record the stream this side SENDS (constmig inspect)
-  Fault fault = Fault::kNone;          // source only, tests only
-  std::string replay_capture;          // kEarlierMigration: a capture of an earlier source stream
+  std::string capture_path;    // record the stream this side SENDS (constmig inspect)
+  Fault fault = Fault::kNone;  // source only, tests only
+  std::string replay_capture;  // kEarlierMigration: a capture of an earlier source stream
 };
 
 // Progress callback: {"phase": "...", "pages_total": N, "pages_done": M, ...}
@@ -55,8 +55,8 @@ using ProgressFn = std::function<void(const nlohmann::json&)>;
 
 struct MigrationOutcome {
   enum Kind { kCommitted, kAborted, kFailed } kind = kFailed;
-  std::string error;       // for kAborted/kFailed: what went wrong
-  nlohmann::json stats;    // QMP-style names (DESIGN §3)
+  std::string error;     // for kAborted/kFailed: what went wrong
+  nlohmann::json stats;  // QMP-style names (DESIGN §3)
 };
 
 // Source: `fd` is connected to the target. On return the enclave is DEAD (committed), running

@@ -63,12 +63,24 @@ bool split_inline(std::string_view line, std::vector<std::string>* out, size_t m
           ++p;
           char c;
           switch (*p) {
-            case 'n': c = '\n'; break;
-            case 'r': c = '\r'; break;
-            case 't': c = '\t'; break;
-            case 'b': c = '\b'; break;
-            case 'a': c = '\a'; break;
-            default: c = *p; break;
+            case 'n':
+              c = '\n';
+              break;
+            case 'r':
+              c = '\r';
+              break;
+            case 't':
+              c = '\t';
+              break;
+            case 'b':
+              c = '\b';
+              break;
+            case 'a':
+              c = '\a';
+              break;
+            default:
+              c = *p;
+              break;
           }
           cur.push_back(c);
         } else if (*p == '"') {
@@ -92,12 +104,23 @@ bool split_inline(std::string_view line, std::vector<std::string>* out, size_t m
       } else {
         if (p == end) break;
         switch (*p) {
-          case ' ': case '\n': case '\r': case '\t': case '\v': case '\f':
+          case ' ':
+          case '\n':
+          case '\r':
+          case '\t':
+          case '\v':
+          case '\f':
             done = true;
             break;
-          case '"': inq = true; break;
-          case '\'': insq = true; break;
-          default: cur.push_back(*p); break;
+          case '"':
+            inq = true;
+            break;
+          case '\'':
+            insq = true;
+            break;
+          default:
+            cur.push_back(*p);
+            break;
         }
       }
       if (p < end) ++p;
@@ -205,8 +228,8 @@ ParseOutcome RespParser::parse_inline(std::vector<std::string>* argv) {
   if (len > 0 && buf_[pos_ + len - 1] == '\r') --len;
   if (len > limits_.max_inline_len) return fail("Protocol error: too big inline request");
   bool too_many = false;
-  bool ok = split_inline(std::string_view(buf_.data() + pos_, len), argv, limits_.max_args,
-                         &too_many);
+  bool ok =
+      split_inline(std::string_view(buf_.data() + pos_, len), argv, limits_.max_args, &too_many);
   if (!ok) {
     if (too_many) return fail("Protocol error: too many arguments in inline request");
     return fail("Protocol error: unbalanced quotes in request");
@@ -266,8 +289,8 @@ ParseOutcome RespParser::next(std::vector<std::string>* argv) {
           return fail("Protocol error: expected '\\r\\n' after bulk length");
         }
         int64_t len = 0;
-        if (!resp_parse_int64(std::string_view(buf_.data() + pos_ + 1, nl - 2), &len) ||
-            len < 0 || static_cast<uint64_t>(len) > limits_.max_bulk_len) {
+        if (!resp_parse_int64(std::string_view(buf_.data() + pos_ + 1, nl - 2), &len) || len < 0 ||
+            static_cast<uint64_t>(len) > limits_.max_bulk_len) {
           return fail("Protocol error: invalid bulk length");
         }
         if (command_bytes_ + static_cast<size_t>(len) > limits_.max_command_bytes) {
@@ -333,7 +356,9 @@ void append_prefixed_int(std::string& out, char prefix, int64_t v) {
 }
 }  // namespace
 
-void resp_append_integer(std::string& out, int64_t v) { append_prefixed_int(out, ':', v); }
+void resp_append_integer(std::string& out, int64_t v) {
+  append_prefixed_int(out, ':', v);
+}
 
 void resp_append_bulk(std::string& out, std::string_view s) {
   append_prefixed_int(out, '$', static_cast<int64_t>(s.size()));
@@ -341,9 +366,13 @@ void resp_append_bulk(std::string& out, std::string_view s) {
   out.append("\r\n");
 }
 
-void resp_append_null_bulk(std::string& out) { out.append("$-1\r\n"); }
+void resp_append_null_bulk(std::string& out) {
+  out.append("$-1\r\n");
+}
 
-void resp_append_array_header(std::string& out, int64_t n) { append_prefixed_int(out, '*', n); }
+void resp_append_array_header(std::string& out, int64_t n) {
+  append_prefixed_int(out, '*', n);
+}
 
 void resp_append_command(std::string& out, const std::vector<std::string>& argv) {
   resp_append_array_header(out, static_cast<int64_t>(argv.size()));

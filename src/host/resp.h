@@ -90,13 +90,13 @@ class RespParser {
   ParseOutcome parse_inline(std::vector<std::string>* argv);
 
   RespLimits limits_;
-  std::string buf_;      // received bytes; buf_[0, pos_) are consumed
+  std::string buf_;  // received bytes; buf_[0, pos_) are consumed
   size_t pos_ = 0;
-  size_t scanned_ = 0;   // bytes after pos_ already searched for '\n' in the current line
+  size_t scanned_ = 0;  // bytes after pos_ already searched for '\n' in the current line
   State state_ = State::kStart;
-  size_t args_left_ = 0;     // multibulk arguments still to come
-  size_t bulk_len_ = 0;      // length of the bulk being received
-  size_t command_bytes_ = 0; // sum of the argument sizes parsed so far
+  size_t args_left_ = 0;          // multibulk arguments still to come
+  size_t bulk_len_ = 0;           // length of the bulk being received
+  size_t command_bytes_ = 0;      // sum of the argument sizes parsed so far
   std::vector<std::string> cur_;  // arguments of the multibulk command being parsed
   std::string error_;
 };
@@ -106,13 +106,13 @@ class RespParser {
 bool resp_parse_int64(std::string_view s, int64_t* out);
 
 // ---- Reply writers (append to out) ----
-void resp_append_simple(std::string& out, std::string_view s);   // +s\r\n
+void resp_append_simple(std::string& out, std::string_view s);  // +s\r\n
 // -msg\r\n. msg carries its own prefix ("ERR ...", "OOM ..."); CR/LF in msg become spaces.
 void resp_append_error(std::string& out, std::string_view msg);
-void resp_append_integer(std::string& out, int64_t v);            // :v\r\n
-void resp_append_bulk(std::string& out, std::string_view s);     // $len\r\ns\r\n
-void resp_append_null_bulk(std::string& out);                     // $-1\r\n
-void resp_append_array_header(std::string& out, int64_t n);       // *n\r\n
+void resp_append_integer(std::string& out, int64_t v);        // :v\r\n
+void resp_append_bulk(std::string& out, std::string_view s);  // $len\r\ns\r\n
+void resp_append_null_bulk(std::string& out);                 // $-1\r\n
+void resp_append_array_header(std::string& out, int64_t n);   // *n\r\n
 // A full request as redis-cli sends it: *argc then one bulk per argument.
 void resp_append_command(std::string& out, const std::vector<std::string>& argv);
 

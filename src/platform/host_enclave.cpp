@@ -21,12 +21,12 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <mutex>
-#include <condition_variable>
 #include <sstream>
 
 #include "platform/host_elf.h"
@@ -42,23 +42,30 @@ std::string hex_addr(uint64_t a) {
   return b;
 }
 
-std::string errno_str(int e) { return std::strerror(e); }
+std::string errno_str(int e) {
+  return std::strerror(e);
+}
 
 std::string runtime_ecall_name(uint32_t id) {
-  static const char* const kMig[] = {"MigHello",       "MigPeer",         "MigConfirm",
-                                     "MigFreeze",      "MigSealHostState", "MigExportPages",
-                                     "MigManifest",    "MigImportSmall",  "MigOpenHostState",
-                                     "MigImportPages", "MigFinish",       "MigMakeAbort",
-                                     "MigCommit",      "MigAbort",        "MigForceResume",
-                                     "MigReset",       "MigStatus"};
+  static const char* const kMig[] = {
+      "MigHello",       "MigPeer",      "MigConfirm",     "MigFreeze",        "MigSealHostState",
+      "MigExportPages", "MigManifest",  "MigImportSmall", "MigOpenHostState", "MigImportPages",
+      "MigFinish",      "MigMakeAbort", "MigCommit",      "MigAbort",         "MigForceResume",
+      "MigReset",       "MigStatus"};
   if (id >= abi::kEcallMigFirst && id <= abi::kEcallMigLast) return kMig[id - abi::kEcallMigFirst];
   switch (id) {
-    case abi::kEcallFetchPending: return "FetchPending";
-    case abi::kEcallHeapStats: return "HeapStats";
-    case abi::kEcallSelfCheck: return "SelfCheck";
-    case abi::kEcallLayout: return "Layout";
-    case abi::kEcallPrefault: return "Prefault";
-    default: return "#" + std::to_string(id);
+    case abi::kEcallFetchPending:
+      return "FetchPending";
+    case abi::kEcallHeapStats:
+      return "HeapStats";
+    case abi::kEcallSelfCheck:
+      return "SelfCheck";
+    case abi::kEcallLayout:
+      return "Layout";
+    case abi::kEcallPrefault:
+      return "Prefault";
+    default:
+      return "#" + std::to_string(id);
   }
 }
 
@@ -85,8 +92,8 @@ Result<std::vector<uint8_t>> read_file(const std::string& path, uint64_t limit) 
     if (n <= 0) {
       int e = errno;
       ::close(fd);
-      return make_error(Errc::kIo, "reading enclave image '" + path + "': " +
-                                       (n == 0 ? std::string("short read") : errno_str(e)));
+      return make_error(Errc::kIo, "reading enclave image '" + path +
+                                       "': " + (n == 0 ? std::string("short read") : errno_str(e)));
     }
     done += static_cast<size_t>(n);
   }
@@ -134,8 +141,8 @@ Result<CheckedImage> load_and_check(const std::string& path) {
   }
   auto imports = check_enclave_imports(img.info);
   if (!imports.ok()) {
-    return make_error(Errc::kSecurity, "refusing to load '" + path + "': " +
-                                           imports.error().message);
+    return make_error(Errc::kSecurity,
+                      "refusing to load '" + path + "': " + imports.error().message);
   }
   return img;
 }
@@ -198,8 +205,7 @@ class EmulatedEnclave final : public Enclave {
     if (st == abi::kEcallOutTooSmall) {
       // The enclave kept the output for this slot: fetch it without re-running the ECALL.
       out.resize(len);
-      st = ecall_fn_(slot, abi::kEcallFetchPending, nullptr, 0, out.data(), out.size(),
-                     &len);
+      st = ecall_fn_(slot, abi::kEcallFetchPending, nullptr, 0, out.data(), out.size(), &len);
     }
     release_slot(slot);
     if (st != abi::kEcallOk) return status_error(st, id, out, len);
@@ -341,16 +347,27 @@ class EmulatedEnclave final : public Enclave {
     std::string name = id < ecall_names_.size() ? ecall_names_[id] : runtime_ecall_name(id);
     Errc code = Errc::kInternal;
     switch (st) {
-      case abi::kEcallUnknownId: code = Errc::kInvalidArgument; break;
-      case abi::kEcallBadInput: code = Errc::kInvalidArgument; break;
+      case abi::kEcallUnknownId:
+        code = Errc::kInvalidArgument;
+        break;
+      case abi::kEcallBadInput:
+        code = Errc::kInvalidArgument;
+        break;
       case abi::kEcallOutTooSmall:
         code = Errc::kInvalidArgument;
         msg = "output needs " + std::to_string(len) + " bytes; use Enclave::call()";
         break;
-      case abi::kEcallOutOfMemory: code = Errc::kResourceExhausted; break;
-      case abi::kEcallAppError: code = Errc::kInvalidArgument; break;
-      case abi::kEcallRefused: code = Errc::kState; break;
-      default: break;
+      case abi::kEcallOutOfMemory:
+        code = Errc::kResourceExhausted;
+        break;
+      case abi::kEcallAppError:
+        code = Errc::kInvalidArgument;
+        break;
+      case abi::kEcallRefused:
+        code = Errc::kState;
+        break;
+      default:
+        break;
     }
     return make_error(code, "ECALL " + app_name_ + "." + name + " failed: " + msg);
   }
@@ -387,8 +404,8 @@ class EmulatedEnclave final : public Enclave {
     if (boot_ == MAP_FAILED) {
       int e = errno;
       return make_error(e == EEXIST ? Errc::kState : Errc::kResourceExhausted,
-                        "cannot reserve the enclave boot page at " + hex_addr(base + abi::kBootOffset) +
-                            ": " + errno_str(e) +
+                        "cannot reserve the enclave boot page at " +
+                            hex_addr(base + abi::kBootOffset) + ": " + errno_str(e) +
                             (e == EEXIST ? " (an enclave with this base already exists in this "
                                            "process; use one process per enclave)"
                                          : ""));
@@ -402,43 +419,45 @@ class EmulatedEnclave final : public Enclave {
                             "Linux >= 5.14 (on 5.14-6.4 boot with secretmem.enable=1)");
     }
     if (ftruncate(heap_fd_, static_cast<off_t>(abi::kHeapMaxReserve)) != 0) {
-      return make_error(Errc::kResourceExhausted,
-                        "cannot size enclave heap: " + errno_str(errno));
+      return make_error(Errc::kResourceExhausted, "cannot size enclave heap: " + errno_str(errno));
     }
     ranges_.heap_base = base + abi::kHeapOffset;
     ranges_.heap_reserve = abi::kHeapMaxReserve;
-    heap_ = mmap(reinterpret_cast<void*>(ranges_.heap_base), abi::kHeapMaxReserve,
-                 PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED_NOREPLACE | MAP_NORESERVE,
-                 heap_fd_, 0);
+    heap_ =
+        mmap(reinterpret_cast<void*>(ranges_.heap_base), abi::kHeapMaxReserve,
+             PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED_NOREPLACE | MAP_NORESERVE, heap_fd_, 0);
     if (heap_ == MAP_FAILED) {
       int e = errno;
       std::string hint;
       if (e == EAGAIN || e == EPERM || e == ENOMEM) {
-        hint = " (secret memory is locked memory: run as root or raise RLIMIT_MEMLOCK, "
-               "e.g. `ulimit -l unlimited`)";
+        hint =
+            " (secret memory is locked memory: run as root or raise RLIMIT_MEMLOCK, "
+            "e.g. `ulimit -l unlimited`)";
       } else if (e == EEXIST) {
         hint = " (the address range is already in use in this process)";
       }
-      return make_error(Errc::kResourceExhausted, "cannot map the enclave heap (" +
-                                                      std::to_string(abi::kHeapMaxReserve >> 30) +
-                                                      " GiB reserve) at " +
-                                                      hex_addr(ranges_.heap_base) + ": " +
-                                                      errno_str(e) + hint);
+      return make_error(Errc::kResourceExhausted,
+                        "cannot map the enclave heap (" +
+                            std::to_string(abi::kHeapMaxReserve >> 30) + " GiB reserve) at " +
+                            hex_addr(ranges_.heap_base) + ": " + errno_str(e) + hint);
     }
     // Per-instance scratch: secret, never migrated.
     int sfd = static_cast<int>(syscall(SYS_memfd_secret, O_CLOEXEC));
-    if (sfd < 0) return make_error(Errc::kPermission, "memfd_secret (scratch): " + errno_str(errno));
+    if (sfd < 0)
+      return make_error(Errc::kPermission, "memfd_secret (scratch): " + errno_str(errno));
     if (ftruncate(sfd, static_cast<off_t>(abi::kScratchSize)) != 0) {
       ::close(sfd);
-      return make_error(Errc::kResourceExhausted, "cannot size enclave scratch: " + errno_str(errno));
+      return make_error(Errc::kResourceExhausted,
+                        "cannot size enclave scratch: " + errno_str(errno));
     }
-    scratch_ = mmap(reinterpret_cast<void*>(base + abi::kScratchOffset), abi::kScratchSize,
-                    PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED_NOREPLACE | MAP_NORESERVE, sfd, 0);
+    scratch_ =
+        mmap(reinterpret_cast<void*>(base + abi::kScratchOffset), abi::kScratchSize,
+             PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED_NOREPLACE | MAP_NORESERVE, sfd, 0);
     ::close(sfd);
     if (scratch_ == MAP_FAILED) {
-      return make_error(Errc::kResourceExhausted,
-                        "cannot map the enclave scratch area at " +
-                            hex_addr(base + abi::kScratchOffset) + ": " + errno_str(errno));
+      return make_error(Errc::kResourceExhausted, "cannot map the enclave scratch area at " +
+                                                      hex_addr(base + abi::kScratchOffset) + ": " +
+                                                      errno_str(errno));
     }
     auto* bp = static_cast<abi::BootPage*>(boot_);
     *bp = abi::BootPage{};
@@ -483,7 +502,8 @@ class EmulatedEnclave final : public Enclave {
     if (lm->l_addr != 0) {
       return make_error(Errc::kState,
                         "enclave image was not placed at its linked base " +
-                            hex_addr(img.info.base) + " (the range is taken in this process, "
+                            hex_addr(img.info.base) +
+                            " (the range is taken in this process, "
                             "maybe by another enclave); migrated pointers would be invalid");
     }
     return move_writable_segments(img.info);
@@ -545,11 +565,13 @@ class EmulatedEnclave final : public Enclave {
     }
     const abi::EnclaveInfo* info = info_fn();
     if (info == nullptr || info->abi_version != abi::kAbiVersion) {
-      return make_error(Errc::kFormat, "enclave image was built for another ABI version; "
-                                       "rebuild it with this constmig");
+      return make_error(Errc::kFormat,
+                        "enclave image was built for another ABI version; "
+                        "rebuild it with this constmig");
     }
     app_name_ = info->app_name ? info->app_name : "?";
-    for (uint32_t i = 0; i < info->ecall_count; ++i) ecall_names_.emplace_back(info->ecall_names[i]);
+    for (uint32_t i = 0; i < info->ecall_count; ++i)
+      ecall_names_.emplace_back(info->ecall_names[i]);
     if (!cfg_.expected_ecalls.empty() && cfg_.expected_ecalls != ecall_names_) {
       std::string have, want;
       for (auto& n : ecall_names_) have += (have.empty() ? "" : ",") + n;
@@ -594,8 +616,7 @@ class EmulatedEnclave final : public Enclave {
 
 int32_t ocall_dispatch(void* ctx, uint32_t id, const uint8_t* in, size_t in_len, uint8_t* out,
                        size_t out_cap, size_t* out_len) {
-  return static_cast<EmulatedEnclave*>(ctx)->dispatch_ocall(id, in, in_len, out, out_cap,
-                                                            out_len);
+  return static_cast<EmulatedEnclave*>(ctx)->dispatch_ocall(id, in, in_len, out, out_cap, out_len);
 }
 
 class EmulatedPlatform final : public Platform {
@@ -630,8 +651,8 @@ std::string default_state_dir() {
 }
 
 Result<std::unique_ptr<Platform>> Platform::create_emulated(const PlatformOptions& opts) {
-  Result<PlatformKey> key = opts.key_path.empty() ? PlatformKey::generate()
-                                                  : PlatformKey::load_or_create(opts.key_path);
+  Result<PlatformKey> key =
+      opts.key_path.empty() ? PlatformKey::generate() : PlatformKey::load_or_create(opts.key_path);
   if (!key.ok()) return key.take_error();
   TrustStore trust;
   if (!opts.trust_store_path.empty()) {

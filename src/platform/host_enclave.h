@@ -53,7 +53,7 @@ struct EnclaveConfig {
   uint32_t thread_slots = 8;         // concurrent ECALLs (TCS analogue)
   // From the host EDL glue: the ECALL names the host was compiled against, in id order.
   std::vector<std::string> expected_ecalls;
-  OcallTable ocalls;                                // app OCALLs
+  OcallTable ocalls;                               // app OCALLs
   std::function<void(std::string_view)> log_sink;  // enclave log lines (default: stderr)
 };
 

@@ -29,8 +29,8 @@
 #include <vector>
 
 #include "common/bytes.h"
-#include "common/result.h"
 #include "common/quote_format.h"
+#include "common/result.h"
 #include "platform/host_measure.h"
 
 struct evp_pkey_st;  // OpenSSL's EVP_PKEY

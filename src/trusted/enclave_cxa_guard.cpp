@@ -2,7 +2,8 @@
 //
 // TRUSTED code. libstdc++'s own __cxa_guard_* wait on a futex through syscall(), which an
 // enclave must not import. Defining the three entry points here keeps libstdc++'s guard.o out
-// of the image. Waiters spin with std::this_thread::yield (sched_yield, an allowed import): initialisers are short.
+// of the image. Waiters spin with std::this_thread::yield (sched_yield, an allowed import):
+// initialisers are short.
 #include <atomic>
 #include <cstdint>
 #include <mutex>
@@ -12,7 +13,9 @@ namespace {
 std::mutex g_guard_mu;
 // Itanium ABI: the guard is 64 bits; byte 0 != 0 means "initialised". We use byte 1 as
 // "initialisation in progress".
-uint8_t* bytes(int64_t* g) { return reinterpret_cast<uint8_t*>(g); }
+uint8_t* bytes(int64_t* g) {
+  return reinterpret_cast<uint8_t*>(g);
+}
 }  // namespace
 
 extern "C" __attribute__((visibility("hidden"))) int __cxa_guard_acquire(int64_t* g) {

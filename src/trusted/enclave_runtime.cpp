@@ -30,7 +30,9 @@ std::atomic<int> g_heap_state{0};  // 0 = not yet, 1 = initialising, 2 = ready
 // running the ECALL a second time (ECALLs are not idempotent).
 CONSTMIG_INSTANCE std::vector<uint8_t>* g_pending[abi::kMaxThreadSlots];
 
-uintptr_t image_base() { return reinterpret_cast<uintptr_t>(__ehdr_start); }
+uintptr_t image_base() {
+  return reinterpret_cast<uintptr_t>(__ehdr_start);
+}
 
 const abi::BootPage* validated_boot_page() {
   auto* bp = reinterpret_cast<const abi::BootPage*>(image_base() + abi::kBootOffset);
@@ -40,8 +42,7 @@ const abi::BootPage* validated_boot_page() {
       bp->image_base != image_base() || bp->heap_base != image_base() + abi::kHeapOffset ||
       bp->heap_limit > abi::kHeapMaxReserve || bp->thread_slots == 0 ||
       bp->scratch_base != image_base() + abi::kScratchOffset ||
-      bp->scratch_size != abi::kScratchSize ||
-      bp->thread_slots > abi::kMaxThreadSlots) {
+      bp->scratch_size != abi::kScratchSize || bp->thread_slots > abi::kMaxThreadSlots) {
     std::abort();
   }
   return bp;
@@ -209,15 +210,22 @@ EnclaveHeap& instance_heap() {
   return g_instance_heap;
 }
 
-InstanceAllocScope::InstanceAllocScope() : prev_(t_instance_alloc) { t_instance_alloc = true; }
-InstanceAllocScope::~InstanceAllocScope() { t_instance_alloc = prev_; }
-bool instance_alloc_active() { return t_instance_alloc; }
+InstanceAllocScope::InstanceAllocScope() : prev_(t_instance_alloc) {
+  t_instance_alloc = true;
+}
+InstanceAllocScope::~InstanceAllocScope() {
+  t_instance_alloc = prev_;
+}
+bool instance_alloc_active() {
+  return t_instance_alloc;
+}
 
 void* route_malloc(size_t n) {
   return t_instance_alloc ? instance_heap().malloc(n) : heap().malloc(n);
 }
 void* route_aligned(size_t align, size_t n) {
-  return t_instance_alloc ? instance_heap().aligned_alloc(align, n) : heap().aligned_alloc(align, n);
+  return t_instance_alloc ? instance_heap().aligned_alloc(align, n)
+                          : heap().aligned_alloc(align, n);
 }
 void route_free(void* p) {
   if (p == nullptr) return;

@@ -44,7 +44,8 @@ using abi::kEcallHeapStats;
 using abi::kEcallLayout;
 using abi::kEcallSelfCheck;
 
-// Marks a global as per-instance: placed in .cm_instance, never migrated (cmake/enclave_sections.ld).
+// Marks a global as per-instance: placed in .cm_instance, never migrated
+// (cmake/enclave_sections.ld).
 #define CONSTMIG_INSTANCE __attribute__((section(".cm_instance")))
 using abi::kFirstAppOcall;
 using abi::kOcallLog;

@@ -147,8 +147,8 @@ TEST(KvEngine, UnknownCommandLikeRedis) {
             "-ERR unknown command 'foo', with args beginning with: 'a' 'b c' \r\n");
   // Redis caps the name at 128 bytes and the argument text at about 128 bytes.
   std::string r = run(e, {std::string(300, 'n'), std::string(200, 'a'), "more"});
-  EXPECT_EQ(r, "-ERR unknown command '" + std::string(128, 'n') +
-                   "', with args beginning with: '" + std::string(128, 'a') + "' \r\n");
+  EXPECT_EQ(r, "-ERR unknown command '" + std::string(128, 'n') + "', with args beginning with: '" +
+                   std::string(128, 'a') + "' \r\n");
   // CR/LF inside a name cannot break the reply framing.
   EXPECT_EQ(run(e, {"a\r\nb"}), "-ERR unknown command 'a  b', with args beginning with: \r\n");
 }
@@ -167,8 +167,8 @@ TEST(KvEngine, MemoryLimitGivesOomError) {
   used = 1190;
   EXPECT_EQ(run(e, {"INCR", "c"}), oom);
   EXPECT_EQ(run(e, {"GET", "k"}).substr(0, 4), "$50\r");  // reads still work
-  EXPECT_EQ(run(e, {"DEL", "k"}), ":1\r\n");               // and deletes
-  used = 5000;                                             // already over the limit
+  EXPECT_EQ(run(e, {"DEL", "k"}), ":1\r\n");              // and deletes
+  used = 5000;                                            // already over the limit
   EXPECT_EQ(run(e, {"SET", "x", "y"}), oom);
   std::string info = run(e, {"INFO", "memory"});
   EXPECT_NE(info.find("used_memory:5000\r\n"), std::string::npos);
@@ -202,8 +202,9 @@ TEST(KvEngine, BatchExecutesInOrder) {
   uint32_t done = 0;
   ASSERT_TRUE(e.execute_batch(ByteView(b.data(), b.size()), out, 1 << 20, &done).ok());
   EXPECT_EQ(done, 4u);
-  EXPECT_EQ(out, "prefix:+OK\r\n:2\r\n$1\r\n2\r\n-ERR unknown command 'NOPE', with args "
-                 "beginning with: \r\n");
+  EXPECT_EQ(out,
+            "prefix:+OK\r\n:2\r\n$1\r\n2\r\n-ERR unknown command 'NOPE', with args "
+            "beginning with: \r\n");
   EXPECT_EQ(e.commands_processed(), 4u);
 }
 

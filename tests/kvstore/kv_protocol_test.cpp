@@ -23,10 +23,15 @@ Result<Commands> decode_all(ByteView in, const BatchLimits& lim = {}) {
   return got;
 }
 
-ByteView view(const std::vector<uint8_t>& v) { return ByteView(v.data(), v.size()); }
+ByteView view(const std::vector<uint8_t>& v) {
+  return ByteView(v.data(), v.size());
+}
 
-const Commands kSample = {{"SET", "k", std::string("v\0\r\n", 4)}, {"GET", "k"}, {"PING"},
-                          {"ECHO", ""}, {"DEL", "a", "b", "c"}};
+const Commands kSample = {{"SET", "k", std::string("v\0\r\n", 4)},
+                          {"GET", "k"},
+                          {"PING"},
+                          {"ECHO", ""},
+                          {"DEL", "a", "b", "c"}};
 
 TEST(KvProtocol, RoundTrip) {
   std::vector<uint8_t> buf;
@@ -70,8 +75,9 @@ TEST(KvProtocol, CallbackCanStopEarly) {
   std::vector<uint8_t> buf;
   encode_batch(kSample, buf);
   int seen = 0;
-  Status st = decode_batch(view(buf), BatchLimits{},
-                           [&](uint32_t, const std::vector<std::string_view>&) { return ++seen < 2; });
+  Status st =
+      decode_batch(view(buf), BatchLimits{},
+                   [&](uint32_t, const std::vector<std::string_view>&) { return ++seen < 2; });
   EXPECT_TRUE(st.ok());
   EXPECT_EQ(seen, 2);
 }
@@ -83,9 +89,8 @@ void put32(std::vector<uint8_t>& b, uint32_t v) {
 
 void expect_rejected(const std::vector<uint8_t>& b, const BatchLimits& lim, const char* what) {
   int calls = 0;
-  Status st = decode_batch(view(b), lim, [&](uint32_t, const std::vector<std::string_view>&) {
-    ++calls;
-  });
+  Status st =
+      decode_batch(view(b), lim, [&](uint32_t, const std::vector<std::string_view>&) { ++calls; });
   EXPECT_FALSE(st.ok()) << what;
   if (!st.ok()) {
     EXPECT_EQ(st.error().code, Errc::kFormat) << what;

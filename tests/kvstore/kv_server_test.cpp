@@ -182,7 +182,8 @@ TEST(KvServer, BackpressureStopsExecutingForASlowReader) {
   ASSERT_TRUE(c.send_all(req));
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   uint64_t executed = r.server.stats().commands - 1;
-  EXPECT_LT(executed, static_cast<uint64_t>(kGets)) << "the server ran ahead of a client that does not read";
+  EXPECT_LT(executed, static_cast<uint64_t>(kGets))
+      << "the server ran ahead of a client that does not read";
   const std::string want = "$" + std::to_string(value.size()) + "\r\n" + value + "\r\n";
   for (int i = 0; i < kGets; ++i) ASSERT_TRUE(c.read_reply() == want) << i;
   EXPECT_EQ(c.cmd({"PING"}), "+PONG\r\n");
@@ -209,8 +210,7 @@ TEST(KvServer, PortInUseIsAClearError) {
   KvServer c(o, x);
   Status st2 = c.start();
   ASSERT_FALSE(st2.ok());
-  EXPECT_NE(st2.error().message.find("invalid --bind address 'not-an-address'"),
-            std::string::npos);
+  EXPECT_NE(st2.error().message.find("invalid --bind address 'not-an-address'"), std::string::npos);
 }
 
 TEST(KvServer, MaxClients) {
@@ -247,10 +247,18 @@ std::string mutate(std::string s, std::mt19937_64& rng) {
   for (int m = 0; m < muts && !s.empty(); ++m) {
     size_t at = rng() % s.size();
     switch (rng() % 4) {
-      case 0: s[at] = static_cast<char>(rng()); break;
-      case 1: s[at] = kAlpha[rng() % (sizeof kAlpha - 1)]; break;
-      case 2: s.insert(at, 1, kAlpha[rng() % (sizeof kAlpha - 1)]); break;
-      case 3: s.erase(at, 1 + rng() % 5); break;
+      case 0:
+        s[at] = static_cast<char>(rng());
+        break;
+      case 1:
+        s[at] = kAlpha[rng() % (sizeof kAlpha - 1)];
+        break;
+      case 2:
+        s.insert(at, 1, kAlpha[rng() % (sizeof kAlpha - 1)]);
+        break;
+      case 3:
+        s.erase(at, 1 + rng() % 5);
+        break;
     }
   }
   return s;
@@ -380,7 +388,7 @@ TEST(KvServer, RedisBenchmarkEndToEnd) {
       ++counters;
     }
   }
-  EXPECT_GT(keys, 900u);       // 20000 random picks of 1000 keys miss one with p ~ 2e-6
+  EXPECT_GT(keys, 900u);  // 20000 random picks of 1000 keys miss one with p ~ 2e-6
   EXPECT_GT(counters, 900u);
   EXPECT_EQ(keys + counters, r.engine.dbsize()) << "keys that redis-benchmark did not write";
   EXPECT_EQ(incr_sum, kRequests) << "every INCR applied exactly once";

@@ -27,7 +27,9 @@ inline size_t reply_length(std::string_view buf, size_t pos = 0) {
   std::string_view num = buf.substr(pos + 1, nl - pos - 1);
   size_t after = nl + 2;
   switch (t) {
-    case '+': case '-': case ':':
+    case '+':
+    case '-':
+    case ':':
       return after - pos;
     case '$': {
       long long n = std::stoll(std::string(num));

@@ -62,7 +62,9 @@ Parsed parse_chunks(const std::string& s, const std::vector<size_t>& cuts, RespL
   return out;
 }
 
-Parsed parse_all(const std::string& s, RespLimits lim = {}) { return parse_chunks(s, {}, lim); }
+Parsed parse_all(const std::string& s, RespLimits lim = {}) {
+  return parse_chunks(s, {}, lim);
+}
 
 Parsed parse_bytewise(const std::string& s, RespLimits lim = {}) {
   std::vector<size_t> cuts;
@@ -82,20 +84,24 @@ std::string sample_stream() {
   std::string s;
   s += mb({"SET", "key:1", "value"});
   s += mb({"GET", "key:1"});
-  s += "*0\r\n";                    // empty request: skipped
-  s += mb({"SET", "bin", kBinary});  // CRLF and NUL inside a bulk
-  s += mb({"ECHO", ""});             // empty bulk
-  s += "PING\r\n";                   // inline
-  s += "\r\n";                       // blank inline line: skipped
+  s += "*0\r\n";                            // empty request: skipped
+  s += mb({"SET", "bin", kBinary});         // CRLF and NUL inside a bulk
+  s += mb({"ECHO", ""});                    // empty bulk
+  s += "PING\r\n";                          // inline
+  s += "\r\n";                              // blank inline line: skipped
   s += "set k \"a b\\x41\\n\" 'it\\'s'\n";  // inline, quotes, LF only
-  s += "*-1\r\n";                    // null multibulk: skipped
+  s += "*-1\r\n";                           // null multibulk: skipped
   s += mb({"INCR", "counter"});
   return s;
 }
 
 std::vector<std::vector<std::string>> sample_expected() {
-  return {{"SET", "key:1", "value"}, {"GET", "key:1"},          {"SET", "bin", kBinary},
-          {"ECHO", ""},              {"PING"},                   {"set", "k", "a bA\n", "it's"},
+  return {{"SET", "key:1", "value"},
+          {"GET", "key:1"},
+          {"SET", "bin", kBinary},
+          {"ECHO", ""},
+          {"PING"},
+          {"set", "k", "a bA\n", "it's"},
           {"INCR", "counter"}};
 }
 
@@ -121,8 +127,8 @@ TEST(RespParser, EverySplitPointParsesIdentically) {
 TEST(RespParser, InlineCommands) {
   auto p = parse_all("  GET   key  \r\nset a \"\" b\r\n'one two'  \"x\\\\y\\\"z\"\n");
   ASSERT_FALSE(p.error) << p.error_msg;
-  std::vector<std::vector<std::string>> want = {{"GET", "key"}, {"set", "a", "", "b"},
-                                                {"one two", "x\\y\"z"}};
+  std::vector<std::vector<std::string>> want = {
+      {"GET", "key"}, {"set", "a", "", "b"}, {"one two", "x\\y\"z"}};
   EXPECT_EQ(p.commands, want);
 }
 
@@ -335,10 +341,18 @@ TEST(RespParser, FuzzSplitInvariance) {
       for (int m = 0; m < muts && !s.empty(); ++m) {
         size_t at = rng() % s.size();
         switch (rng() % 4) {
-          case 0: s[at] = static_cast<char>(rng()); break;
-          case 1: s[at] = alphabet[rng() % (sizeof alphabet - 1)]; break;
-          case 2: s.insert(at, 1, alphabet[rng() % (sizeof alphabet - 1)]); break;
-          case 3: s.erase(at, 1 + rng() % 5); break;
+          case 0:
+            s[at] = static_cast<char>(rng());
+            break;
+          case 1:
+            s[at] = alphabet[rng() % (sizeof alphabet - 1)];
+            break;
+          case 2:
+            s.insert(at, 1, alphabet[rng() % (sizeof alphabet - 1)]);
+            break;
+          case 3:
+            s.erase(at, 1 + rng() % 5);
+            break;
         }
       }
       if (rng() % 4 == 0) s.resize(rng() % (s.size() + 1));

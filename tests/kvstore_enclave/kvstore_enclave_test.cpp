@@ -146,8 +146,11 @@ TEST(KvstoreEnclave, SurvivesMalformedStreamsAndKeepsData) {
   uint16_t port = f.server->port();
   EXPECT_EQ(roundtrip(port, "SET survivor yes\r\n"), "+OK\r\n");
   std::mt19937_64 rng(1234);
-  const std::string seeds[] = {"*3\r\n$3\r\nSET\r\n$1\r\na\r\n$1\r\nb\r\n", "*1\r\n$4\r\nPING\r\n",
-                               "*2\r\n$3\r\nGET\r\n$8\r\nsurvivor\r\n", "*-5\r\n", "$99999999999\r\n",
+  const std::string seeds[] = {"*3\r\n$3\r\nSET\r\n$1\r\na\r\n$1\r\nb\r\n",
+                               "*1\r\n$4\r\nPING\r\n",
+                               "*2\r\n$3\r\nGET\r\n$8\r\nsurvivor\r\n",
+                               "*-5\r\n",
+                               "$99999999999\r\n",
                                "*2\r\n$3\r\nGET\r\n$2147483648\r\n"};
   for (int i = 0; i < 300; ++i) {
     std::string s = seeds[rng() % std::size(seeds)];
@@ -155,9 +158,15 @@ TEST(KvstoreEnclave, SurvivesMalformedStreamsAndKeepsData) {
     for (int k = 0; k < edits && !s.empty(); ++k) {
       size_t at = rng() % s.size();
       switch (rng() % 3) {
-        case 0: s[at] = static_cast<char>(rng()); break;
-        case 1: s.erase(at, 1); break;
-        default: s.insert(at, 1, static_cast<char>(rng())); break;
+        case 0:
+          s[at] = static_cast<char>(rng());
+          break;
+        case 1:
+          s.erase(at, 1);
+          break;
+        default:
+          s.insert(at, 1, static_cast<char>(rng()));
+          break;
       }
     }
     (void)roundtrip(port, s);
@@ -176,11 +185,13 @@ TEST(KvstoreEnclave, MaxMemoryAnswersOomCleanly) {
   bool oom = false;
   for (int i = 0; i < 1000 && !oom; ++i) {
     std::string key = "big" + std::to_string(i);
-    std::string req = "*3\r\n$3\r\nSET\r\n$" + std::to_string(key.size()) + "\r\n" + key +
-                      "\r\n$" + std::to_string(value.size()) + "\r\n" + value + "\r\n";
+    std::string req = "*3\r\n$3\r\nSET\r\n$" + std::to_string(key.size()) + "\r\n" + key + "\r\n$" +
+                      std::to_string(value.size()) + "\r\n" + value + "\r\n";
     std::string r = roundtrip(port, req);
-    if (r.rfind("-OOM", 0) == 0) oom = true;
-    else ASSERT_EQ(r, "+OK\r\n");
+    if (r.rfind("-OOM", 0) == 0)
+      oom = true;
+    else
+      ASSERT_EQ(r, "+OK\r\n");
   }
   EXPECT_TRUE(oom) << "16 MiB heap never filled with 64 MiB of writes";
   EXPECT_EQ(roundtrip(port, "PING\r\n"), "+PONG\r\n");

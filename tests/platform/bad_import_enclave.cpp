@@ -1,8 +1,8 @@
 // An enclave image that runs a host program through the host libc: the loader must refuse it.
 // (fopen/write are shadowed inside every image by failing stubs, see
 // src/trusted/crypto/enclave_libc_shims.cpp; popen/unlink are not.)
-#include <cstdio>
 #include <unistd.h>
+#include <cstdio>
 
 #include "trusted/enclave_edl.h"
 

@@ -242,7 +242,8 @@ TEST(Platform, MeasurementTracksEveryLoadedByte) {
   ASSERT_NE(it, bytes.end());
   *it = 'P';
   fs::path tmp = fs::temp_directory_path() / ("cm_measure_" + std::to_string(getpid()) + ".so");
-  std::ofstream(tmp, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  std::ofstream(tmp, std::ios::binary)
+      .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
   auto changed = check_image(tmp.string(), 8);
   fs::remove(tmp);
   ASSERT_TRUE(changed.ok()) << changed.error().message;

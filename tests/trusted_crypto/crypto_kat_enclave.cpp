@@ -78,7 +78,9 @@ struct Report {
   void expect_code(const std::string& name, const constmig::Status& s, Errc want) {
     bool pass = !s.ok() && s.error().code == want;
     items.push_back({name, pass,
-                     pass ? "" : s.ok() ? "accepted, expected a refusal" : s.error().message});
+                     pass     ? ""
+                     : s.ok() ? "accepted, expected a refusal"
+                              : s.error().message});
   }
 };
 
@@ -92,17 +94,16 @@ void kat_sha256(Report& r) {
 void kat_hkdf(Report& r) {
   std::vector<uint8_t> okm(42);
   auto s = cr::hkdf_sha256(unhex("0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b"),
-                           unhex("000102030405060708090a0b0c"), unhex("f0f1f2f3f4f5f6f7f8f9"),
-                           okm);
+                           unhex("000102030405060708090a0b0c"), unhex("f0f1f2f3f4f5f6f7f8f9"), okm);
   if (!s.ok()) return r.expect_ok("hkdf-sha256 RFC 5869 test case 1", s);
   r.expect_hex("hkdf-sha256 RFC 5869 test case 1", okm,
                "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185"
                "865");
 }
 
-void kat_gcm_case(Report& r, const std::string& name, std::string_view key_h,
-                  std::string_view iv_h, std::string_view aad_h, std::string_view pt_h,
-                  std::string_view ct_h, std::string_view tag_h) {
+void kat_gcm_case(Report& r, const std::string& name, std::string_view key_h, std::string_view iv_h,
+                  std::string_view aad_h, std::string_view pt_h, std::string_view ct_h,
+                  std::string_view tag_h) {
   auto key = arr<32>(key_h);
   auto iv = arr<12>(iv_h);
   auto aad = unhex(aad_h);
@@ -240,8 +241,8 @@ int32_t ecall_aead_roundtrip(EcallIo& io) {
   std::array<uint8_t, 12> nonce{};
   std::array<uint8_t, 16> tag{};
   std::vector<uint8_t> aad(37), pt(n), ct(n), back(n);
-  for (MutableByteView b : {MutableByteView(key), MutableByteView(nonce), MutableByteView(aad),
-                            MutableByteView(pt)}) {
+  for (MutableByteView b :
+       {MutableByteView(key), MutableByteView(nonce), MutableByteView(aad), MutableByteView(pt)}) {
     if (auto s = cr::random_bytes(b); !s.ok()) return app_error(io, s.error());
   }
   auto aead = cr::Aead::create(key);
@@ -270,10 +271,18 @@ int32_t ecall_aead_roundtrip(EcallIo& io) {
     auto* opener = &*aead;
     constmig::Result<cr::Aead> other = constmig::make_error(Errc::kInternal, "unused");
     switch (c.what) {
-      case 0: ct2[n / 2] ^= 0x10; break;
-      case 1: tag2[15] ^= 0x01; break;
-      case 2: aad2[0] ^= 0x80; break;
-      case 3: nonce2[11] ^= 0x01; break;
+      case 0:
+        ct2[n / 2] ^= 0x10;
+        break;
+      case 1:
+        tag2[15] ^= 0x01;
+        break;
+      case 2:
+        aad2[0] ^= 0x80;
+        break;
+      case 3:
+        nonce2[11] ^= 0x01;
+        break;
       default: {
         auto key2 = key;
         key2[31] ^= 0x01;
@@ -310,8 +319,8 @@ int32_t ecall_x25519_agree(EcallIo& io) {
   one[0] = 1;
   auto z = cr::x25519_shared(*a, zero);
   auto o = cr::x25519_shared(*a, one);
-  bool refused = !z.ok() && z.error().code == Errc::kSecurity && !o.ok() &&
-                 o.error().code == Errc::kSecurity;
+  bool refused =
+      !z.ok() && z.error().code == Errc::kSecurity && !o.ok() && o.error().code == Errc::kSecurity;
   ByteWriter w(io.out);
   w.u8(same ? 1 : 0);
   w.u8(differs ? 1 : 0);
@@ -399,7 +408,8 @@ void check_tsd(Report& r) {
   pthread_key_t k1{};
   check(r, "pthread_key_create", pthread_key_create(&k1, nullptr) == 0);
   check(r, "a new key reads NULL", pthread_getspecific(k1) == nullptr);
-  check(r, "set then get", pthread_setspecific(k1, &marker) == 0 && pthread_getspecific(k1) == &marker);
+  check(r, "set then get",
+        pthread_setspecific(k1, &marker) == 0 && pthread_getspecific(k1) == &marker);
   check(r, "pthread_key_delete", pthread_key_delete(k1) == 0);
   check(r, "set on a deleted key is EINVAL", pthread_setspecific(k1, &marker) == EINVAL);
   pthread_key_t k2{};
@@ -423,7 +433,7 @@ void check_gmtime(Report& r) {
       {4107542400, 200, 2, 1, 0, 0, 0, 1, 59},        // 2100-03-01 Mon (2100 is not leap)
   };
   for (const Want& w : wants) {
-    struct tm tm{};
+    struct tm tm {};
     bool ok = gmtime_r(&w.t, &tm) == &tm && tm.tm_year == w.year && tm.tm_mon == w.mon &&
               tm.tm_mday == w.mday && tm.tm_hour == w.hour && tm.tm_min == w.min &&
               tm.tm_sec == w.sec && tm.tm_wday == w.wday && tm.tm_yday == w.yday;
@@ -466,8 +476,9 @@ void check_qsort(Report& r) {
 void check_strdup(Report& r) {
   char* a = strdup("enclave");
   char* b = strndup("enclave heap", 7);
-  check(r, "strdup/strndup", a != nullptr && b != nullptr && std::strcmp(a, "enclave") == 0 &&
-                                 std::strcmp(b, "enclave") == 0);
+  check(r, "strdup/strndup",
+        a != nullptr && b != nullptr && std::strcmp(a, "enclave") == 0 &&
+            std::strcmp(b, "enclave") == 0);
   std::free(a);
   std::free(b);
 }

@@ -258,7 +258,7 @@ TEST(TrustedCrypto, EnclaveVerifiesAPlatformQuoteSignatureAndRejectsAFlippedByte
 TEST(TrustedCrypto, AeadThroughputFor4KiBRecords) {
   auto l = load();
   ASSERT_TRUE(l.enclave);
-  constexpr uint32_t kRecords = 32768;  // 128 MiB each way
+  constexpr uint32_t kRecords = 32768;                 // 128 MiB each way
   (void)kat::aead_bench(*l.enclave, u32_bytes(1024));  // warm up
   auto out = kat::aead_bench(*l.enclave, u32_bytes(kRecords));
   ASSERT_TRUE(out.ok()) << out.error().message;
@@ -266,7 +266,8 @@ TEST(TrustedCrypto, AeadThroughputFor4KiBRecords) {
   uint64_t seal_ns = r.u64(), open_ns = r.u64();
   ASSERT_TRUE(r.ok());
   double bytes = double(kRecords) * crypto_kat::kRecordSize;
-  std::printf("AES-256-GCM inside the enclave, 4 KiB records, one thread: seal %.2f GB/s, "
-              "open %.2f GB/s\n",
-              seal_ns ? bytes / double(seal_ns) : 0.0, open_ns ? bytes / double(open_ns) : 0.0);
+  std::printf(
+      "AES-256-GCM inside the enclave, 4 KiB records, one thread: seal %.2f GB/s, "
+      "open %.2f GB/s\n",
+      seal_ns ? bytes / double(seal_ns) : 0.0, open_ns ? bytes / double(open_ns) : 0.0);
 }

@@ -15,7 +15,9 @@ void wire_alloc_probe_arm(bool on) {
   if (on) g_largest = 0;
   g_armed = on;
 }
-size_t wire_alloc_probe_largest() { return g_largest.load(); }
+size_t wire_alloc_probe_largest() {
+  return g_largest.load();
+}
 
 void* operator new(size_t n) {
   if (g_armed.load(std::memory_order_relaxed)) {
@@ -26,8 +28,18 @@ void* operator new(size_t n) {
   if (void* p = std::malloc(n ? n : 1)) return p;
   throw std::bad_alloc();
 }
-void* operator new[](size_t n) { return operator new(n); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, size_t) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete[](void* p, size_t) noexcept { std::free(p); }
+void* operator new[](size_t n) {
+  return operator new(n);
+}
+void operator delete(void* p) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, size_t) noexcept {
+  std::free(p);
+}
+void operator delete[](void* p) noexcept {
+  std::free(p);
+}
+void operator delete[](void* p, size_t) noexcept {
+  std::free(p);
+}

@@ -133,7 +133,8 @@ TEST_F(InspectTest, NeverPrintsCiphertextBytes) {
   ASSERT_TRUE(encode_pages(recs, p).ok());
   ASSERT_TRUE(enc.append(FrameType::kPages, 0, p, stream).ok());
   p.clear();
-  ASSERT_TRUE(encode_sealed(FrameType::kHostState, SealedRecord{.ciphertext = ct, .tag = tag}, p).ok());
+  ASSERT_TRUE(
+      encode_sealed(FrameType::kHostState, SealedRecord{.ciphertext = ct, .tag = tag}, p).ok());
   ASSERT_TRUE(enc.append(FrameType::kHostState, 0, p, stream).ok());
   std::string path = write("raw.bin", stream);
   for (bool json : {false, true}) {

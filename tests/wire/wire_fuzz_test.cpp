@@ -112,8 +112,9 @@ TEST(WireFuzz, RandomMutationsNeverCrash) {
         case 6: {  // delete 1..8 bytes
           size_t at = pick(b.size());
           size_t n = std::min(b.size() - at, 1 + pick(8));
-          if (b.size() > n) b.erase(b.begin() + static_cast<std::ptrdiff_t>(at),
-                                    b.begin() + static_cast<std::ptrdiff_t>(at + n));
+          if (b.size() > n)
+            b.erase(b.begin() + static_cast<std::ptrdiff_t>(at),
+                    b.begin() + static_cast<std::ptrdiff_t>(at + n));
           break;
         }
       }
@@ -132,10 +133,10 @@ TEST(WireFuzz, RandomMutationsNeverCrash) {
 // Random bytes after a valid header: every type's decoder sees arbitrary payloads of legal size.
 TEST(WireFuzz, RandomPayloadsBehindValidHeaders) {
   std::mt19937_64 rng(42);
-  const FrameType types[] = {FrameType::kHello, FrameType::kKeyConfirm, FrameType::kSmallState,
-                             FrameType::kHostState, FrameType::kPages, FrameType::kPageRequest,
-                             FrameType::kManifest, FrameType::kCommit, FrameType::kAbort,
-                             FrameType::kError, FrameType::kStats};
+  const FrameType types[] = {FrameType::kHello,     FrameType::kKeyConfirm, FrameType::kSmallState,
+                             FrameType::kHostState, FrameType::kPages,      FrameType::kPageRequest,
+                             FrameType::kManifest,  FrameType::kCommit,     FrameType::kAbort,
+                             FrameType::kError,     FrameType::kStats};
   for (int it = 0; it < 3000; ++it) {
     FrameType t = types[rng() % std::size(types)];
     uint32_t lo = min_payload_len(t), hi = std::min<uint32_t>(max_payload_len(t), 20000);

@@ -1,8 +1,8 @@
 // Tests of the migration stream's wire format (src/common/wire_format.h, docs/format.md).
 #include <gtest/gtest.h>
 
-#include <set>
 #include <cstdlib>
+#include <set>
 
 #include "common/wire_format.h"
 #include "wire_test_util.h"
@@ -39,18 +39,18 @@ void fix_crc(uint8_t* header) {
   std::memcpy(header + 20, &c, 4);
 }
 
-std::string msg(const Status& s) { return s.ok() ? "ok" : s.error().message; }
+std::string msg(const Status& s) {
+  return s.ok() ? "ok" : s.error().message;
+}
 template <typename T>
 std::string msg(const Result<T>& r) {
   return r.ok() ? "ok" : r.error().message;
 }
 
-const FrameType kAllTypes[] = {FrameType::kHello,     FrameType::kKeyConfirm,
-                               FrameType::kSmallState, FrameType::kHostState,
-                               FrameType::kPages,     FrameType::kPageRequest,
-                               FrameType::kManifest,  FrameType::kCommit,
-                               FrameType::kAbort,     FrameType::kError,
-                               FrameType::kStats};
+const FrameType kAllTypes[] = {
+    FrameType::kHello, FrameType::kKeyConfirm,  FrameType::kSmallState, FrameType::kHostState,
+    FrameType::kPages, FrameType::kPageRequest, FrameType::kManifest,   FrameType::kCommit,
+    FrameType::kAbort, FrameType::kError,       FrameType::kStats};
 
 TEST(WireHeader, Crc32cKnownAnswer) {
   EXPECT_EQ(crc32c(as_bytes_view("123456789")), 0xE3069283u);
@@ -252,8 +252,8 @@ TEST(WireFrames, RoundTripEveryFrameType) {
     EXPECT_EQ(ss->index, static_cast<uint32_t>(i));
     EXPECT_EQ(ss->count, 2u);
     auto want_ct = pattern(100 + 900 * i, static_cast<uint8_t>(i));
-    EXPECT_TRUE(std::equal(ss->ciphertext.begin(), ss->ciphertext.end(), want_ct.begin(),
-                           want_ct.end()));
+    EXPECT_TRUE(
+        std::equal(ss->ciphertext.begin(), ss->ciphertext.end(), want_ct.begin(), want_ct.end()));
     EXPECT_EQ(ss->tag.size(), 16u);
     // Views point into the payload: nothing was copied.
     EXPECT_GE(ss->ciphertext.data(), F[2 + i].payload.data());
@@ -420,9 +420,9 @@ TEST(WirePayloads, HelloIsStrict) {
   bad(0, 3, "unknown role 3");
   bad(1, 0, "unknown mode 0");
   bad(3, 1, "reserved");
-  bad(5, 0x20, "page size");             // 4096 -> 8192
-  bad(kHelloSize - 1, 'x', "padding");   // after "kvstore"
-  bad(296 + 2, 0, "NUL");                // inside the name
+  bad(5, 0x20, "page size");            // 4096 -> 8192
+  bad(kHelloSize - 1, 'x', "padding");  // after "kvstore"
+  bad(296 + 2, 0, "NUL");               // inside the name
   bad(2, 0, "app name length 0");
   auto q = p;
   q.push_back(0);

@@ -35,9 +35,9 @@ inline Hello sample_hello(Role role) {
 }
 
 struct SampleStream {
-  std::vector<uint8_t> bytes;          // the stream (no capture header)
-  std::vector<FrameType> types;        // frame types in order
-  std::vector<size_t> frame_offsets;   // offset of each frame
+  std::vector<uint8_t> bytes;         // the stream (no capture header)
+  std::vector<FrameType> types;       // frame types in order
+  std::vector<size_t> frame_offsets;  // offset of each frame
   uint64_t data_pages = 0, zero_pages = 0, zero_runs = 0, page_records = 0;
   std::vector<std::vector<uint8_t>> keep;  // backing storage of ciphertexts
 };
@@ -65,8 +65,12 @@ inline SampleStream make_stream(bool both_directions = false) {
   auto tag = pattern(16, 7);
   for (uint32_t i = 0; i < 2; ++i) {
     s.keep.push_back(pattern(100 + 900 * i, static_cast<uint8_t>(i)));
-    SealedRecord r{.nonce = i, .section = 10 + i, .index = i, .count = 2,
-                   .ciphertext = s.keep.back(), .tag = tag};
+    SealedRecord r{.nonce = i,
+                   .section = 10 + i,
+                   .index = i,
+                   .count = 2,
+                   .ciphertext = s.keep.back(),
+                   .tag = tag};
     p.clear();
     EXPECT_TRUE(encode_sealed(FrameType::kSmallState, r, p).ok());
     add(FrameType::kSmallState, 0, p);
@@ -88,13 +92,16 @@ inline SampleStream make_stream(bool both_directions = false) {
     std::vector<PageRecord> recs;
   };
   std::vector<B> batches(3);
-  for (uint64_t i = 0; i < 10; ++i) batches[0].recs.push_back({i, PageKind::kData, 1, nonce++, page, tag});
+  for (uint64_t i = 0; i < 10; ++i)
+    batches[0].recs.push_back({i, PageKind::kData, 1, nonce++, page, tag});
   batches[0].recs.push_back({10, PageKind::kZero, 100, nonce++, {}, tag});
   batches[0].recs.push_back({110, PageKind::kData, 1, nonce++, page, tag});
   batches[1].flags = kFlagUrgent;
-  for (uint64_t i = 500; i < 504; ++i) batches[1].recs.push_back({i, PageKind::kData, 1, nonce++, page, tag});
+  for (uint64_t i = 500; i < 504; ++i)
+    batches[1].recs.push_back({i, PageKind::kData, 1, nonce++, page, tag});
   batches[2].recs.push_back({200, PageKind::kZero, 64, nonce++, {}, tag});
-  for (uint64_t i = 264; i < 267; ++i) batches[2].recs.push_back({i, PageKind::kData, 1, nonce++, page, tag});
+  for (uint64_t i = 264; i < 267; ++i)
+    batches[2].recs.push_back({i, PageKind::kData, 1, nonce++, page, tag});
   for (const B& b : batches) {
     p.clear();
     EXPECT_TRUE(encode_pages(b.recs, p).ok());
@@ -112,7 +119,8 @@ inline SampleStream make_stream(bool both_directions = false) {
   s.keep.push_back(pattern(kManifestBodySize, 4));
   p.clear();
   EXPECT_TRUE(encode_sealed(FrameType::kManifest,
-                            SealedRecord{.nonce = nonce++, .ciphertext = s.keep.back(), .tag = tag}, p)
+                            SealedRecord{.nonce = nonce++, .ciphertext = s.keep.back(), .tag = tag},
+                            p)
                   .ok());
   add(FrameType::kManifest, 0, p);
   if (both_directions) {
@@ -122,7 +130,9 @@ inline SampleStream make_stream(bool both_directions = false) {
     s.keep.push_back(pattern(kTokenSize, 5));
     for (FrameType t : {FrameType::kCommit, FrameType::kAbort}) {
       p.clear();
-      EXPECT_TRUE(encode_sealed(t, SealedRecord{.nonce = 0, .ciphertext = s.keep.back(), .tag = tag}, p).ok());
+      EXPECT_TRUE(
+          encode_sealed(t, SealedRecord{.nonce = 0, .ciphertext = s.keep.back(), .tag = tag}, p)
+              .ok());
       add(t, 0, p);
     }
   }

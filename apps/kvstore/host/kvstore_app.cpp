@@ -50,7 +50,9 @@ Result<std::pair<uint64_t, uint64_t>> EnclaveExecutor::digest() {
   return std::make_pair(n, sum);
 }
 
-std::vector<std::string> kvstore_ecall_names() { return kv_edl::ecall_names(); }
+std::vector<std::string> kvstore_ecall_names() {
+  return kv_edl::ecall_names();
+}
 
 namespace {
 
@@ -82,7 +84,8 @@ class KvstoreApp final : public host::HostApp {
     std::string replies;
     auto r = ex.exec(batch, replies);
     if (!r.ok()) return r.take_error();
-    if (replies != "+PONG\r\n") return make_error(Errc::kInternal, "probe: unexpected reply " + replies);
+    if (replies != "+PONG\r\n")
+      return make_error(Errc::kInternal, "probe: unexpected reply " + replies);
     return ok_status();
   }
   void stop() override {

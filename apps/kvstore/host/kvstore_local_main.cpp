@@ -16,11 +16,13 @@ int main(int argc, char** argv) {
   CLI::App app{"kvstore_local: Redis-RESP kvstore with an in-process engine (no enclave)"};
   app.add_option("--bind", opt.bind, "address to listen on")->capture_default_str();
   app.add_option("--port", opt.port, "TCP port (0 = pick a free one)")->capture_default_str();
-  app.add_option("--threads", opt.io_threads, "io threads")->capture_default_str()
+  app.add_option("--threads", opt.io_threads, "io threads")
+      ->capture_default_str()
       ->check(CLI::Range(1, 256));
   app.add_option("--max-clients", opt.max_clients, "connection limit")->capture_default_str();
   app.add_option("--max-bulk-mib", max_bulk_mib, "largest RESP bulk string, MiB")
-      ->capture_default_str()->check(CLI::Range(1, 64));
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
   CLI11_PARSE(app, argc, argv);
   opt.limits.max_bulk_len = max_bulk_mib << 20;
 
@@ -47,11 +49,11 @@ int main(int argc, char** argv) {
   sigwait(&set, &sig);
   server.stop();
   ServerStats s = server.stats();
-  std::printf("kvstore_local: stopped; %llu connections, %llu commands, %llu batches, "
-              "%llu protocol errors\n",
-              static_cast<unsigned long long>(s.connections_accepted),
-              static_cast<unsigned long long>(s.commands),
-              static_cast<unsigned long long>(s.batches),
-              static_cast<unsigned long long>(s.protocol_errors));
+  std::printf(
+      "kvstore_local: stopped; %llu connections, %llu commands, %llu batches, "
+      "%llu protocol errors\n",
+      static_cast<unsigned long long>(s.connections_accepted),
+      static_cast<unsigned long long>(s.commands), static_cast<unsigned long long>(s.batches),
+      static_cast<unsigned long long>(s.protocol_errors));
   return 0;
 }

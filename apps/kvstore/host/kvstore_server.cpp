@@ -28,7 +28,9 @@ constexpr size_t kShrinkOutputAbove = 1u << 20;
 char kWakeTag;
 char kListenTag;
 
-std::string errno_text(int e) { return std::strerror(e); }
+std::string errno_text(int e) {
+  return std::strerror(e);
+}
 
 }  // namespace
 
@@ -36,13 +38,13 @@ struct KvServer::Conn {
   explicit Conn(int f, const host::RespLimits& limits) : fd(f), parser(limits) {}
   int fd;
   host::RespParser parser;
-  BatchBuilder batch;         // parsed commands not yet executed
-  std::string out;            // replies not yet written: out[out_pos, size)
+  BatchBuilder batch;  // parsed commands not yet executed
+  std::string out;     // replies not yet written: out[out_pos, size)
   size_t out_pos = 0;
-  bool proto_error = false;   // the parser failed: answer the commands before it, then the error
+  bool proto_error = false;  // the parser failed: answer the commands before it, then the error
   bool close_after_flush = false;
   bool read_eof = false;
-  uint32_t interest = 0;      // events registered with epoll
+  uint32_t interest = 0;  // events registered with epoll
 
   size_t pending_out() const { return out.size() - out_pos; }
 };
@@ -62,7 +64,9 @@ struct KvServer::Loop {
 KvServer::KvServer(ServerOptions options, BatchExecutor& executor)
     : options_(std::move(options)), executor_(executor) {}
 
-KvServer::~KvServer() { stop(); }
+KvServer::~KvServer() {
+  stop();
+}
 
 ServerStats KvServer::stats() const {
   ServerStats s;
@@ -81,9 +85,8 @@ ServerStats KvServer::stats() const {
 Status KvServer::start() {
   if (running_) return make_error(Errc::kState, "kvstore server already started");
   if (options_.io_threads < 1 || options_.io_threads > 256) {
-    return make_error(Errc::kInvalidArgument,
-                      "--threads must be between 1 and 256, got " +
-                          std::to_string(options_.io_threads));
+    return make_error(Errc::kInvalidArgument, "--threads must be between 1 and 256, got " +
+                                                  std::to_string(options_.io_threads));
   }
   const BatchLimits batch_limits;  // what the enclave accepts per batch
   if (options_.limits.max_bulk_len > batch_limits.max_arg_len ||
@@ -93,11 +96,9 @@ Status KvServer::start() {
                           std::to_string(batch_limits.max_arg_len >> 20) + " MiB, " +
                           std::to_string(batch_limits.max_args) + " per command)");
   }
-  if (options_.max_batch_commands == 0 ||
-      options_.max_batch_commands > batch_limits.max_commands) {
-    return make_error(Errc::kInvalidArgument,
-                      "max_batch_commands must be between 1 and " +
-                          std::to_string(batch_limits.max_commands));
+  if (options_.max_batch_commands == 0 || options_.max_batch_commands > batch_limits.max_commands) {
+    return make_error(Errc::kInvalidArgument, "max_batch_commands must be between 1 and " +
+                                                  std::to_string(batch_limits.max_commands));
   }
   sockaddr_storage ss{};
   socklen_t sslen = 0;
@@ -402,8 +403,8 @@ bool KvServer::handle_input(Loop& loop, Conn& c) {
     ssize_t n = read(c.fd, loop.rbuf.data(), loop.rbuf.size());
     if (n > 0) {
       bytes_in_.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
-      c.parser.feed(ByteView(reinterpret_cast<const uint8_t*>(loop.rbuf.data()),
-                             static_cast<size_t>(n)));
+      c.parser.feed(
+          ByteView(reinterpret_cast<const uint8_t*>(loop.rbuf.data()), static_cast<size_t>(n)));
       if (!process_buffered(loop, c)) return false;
       if (static_cast<size_t>(n) < loop.rbuf.size()) break;  // drained, most likely
       continue;

@@ -2,16 +2,29 @@
 #include "kvstore/trusted/kv_engine.h"
 
 #include <algorithm>
-#include <cstring>
 #include <charconv>
+#include <cstring>
 #include <new>
 #include <utility>
 
 namespace constmig::kvstore {
 
 enum class KvEngine::Cmd : uint8_t {
-  kGet, kSet, kIncr, kPing, kEcho, kDel, kExists, kDbsize, kInfo, kFlushall, kConfig, kCommand,
-  kSelect, kDebug, kUnknown,
+  kGet,
+  kSet,
+  kIncr,
+  kPing,
+  kEcho,
+  kDel,
+  kExists,
+  kDbsize,
+  kInfo,
+  kFlushall,
+  kConfig,
+  kCommand,
+  kSelect,
+  kDebug,
+  kUnknown,
 };
 
 namespace {
@@ -29,12 +42,14 @@ struct Spec {
 
 // Indexed by Cmd.
 constexpr Spec kSpecs[] = {
-    {"get", 2},      {"set", -3},    {"incr", 2},   {"ping", -1},     {"echo", 2},
-    {"del", -2},     {"exists", -2}, {"dbsize", 1}, {"info", -1},     {"flushall", -1},
-    {"config", -2},  {"command", -1}, {"select", 2}, {"debug", -2}, {"", 0},
+    {"get", 2},     {"set", -3},     {"incr", 2},   {"ping", -1},  {"echo", 2},
+    {"del", -2},    {"exists", -2},  {"dbsize", 1}, {"info", -1},  {"flushall", -1},
+    {"config", -2}, {"command", -1}, {"select", 2}, {"debug", -2}, {"", 0},
 };
 
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+char lower(char c) {
+  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+}
 
 bool iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
@@ -255,7 +270,7 @@ void KvEngine::run_one(Cmd c, const std::vector<std::string_view>& argv, std::st
   try {
     dispatch(c, argv, reply);
   } catch (const std::bad_alloc&) {
-    reply.resize(mark);       // shrinking never allocates
+    reply.resize(mark);             // shrinking never allocates
     resp::error(reply, kOomError);  // may throw again: the caller gets bad_alloc
   }
 }
@@ -276,29 +291,54 @@ void KvEngine::dispatch(Cmd c, const std::vector<std::string_view>& argv, std::s
     return;
   }
   switch (c) {
-    case Cmd::kGet: cmd_get(argv, reply); return;
-    case Cmd::kSet: cmd_set(argv, reply); return;
-    case Cmd::kIncr: cmd_incr(argv, reply); return;
+    case Cmd::kGet:
+      cmd_get(argv, reply);
+      return;
+    case Cmd::kSet:
+      cmd_set(argv, reply);
+      return;
+    case Cmd::kIncr:
+      cmd_incr(argv, reply);
+      return;
     case Cmd::kPing:
       if (argc > 2) return wrong_args(reply, spec.name);
       if (argc == 2) return resp::bulk(reply, argv[1]);
       return resp::simple(reply, "PONG");
-    case Cmd::kEcho: resp::bulk(reply, argv[1]); return;
-    case Cmd::kDel: cmd_del_exists(true, argv, reply); return;
-    case Cmd::kExists: cmd_del_exists(false, argv, reply); return;
-    case Cmd::kDbsize: resp::integer(reply, static_cast<int64_t>(dbsize())); return;
-    case Cmd::kInfo: cmd_info(argv, reply); return;
-    case Cmd::kFlushall: cmd_flushall(argv, reply); return;
-    case Cmd::kConfig: cmd_config(argv, reply); return;
-    case Cmd::kCommand: cmd_command(argv, reply); return;
+    case Cmd::kEcho:
+      resp::bulk(reply, argv[1]);
+      return;
+    case Cmd::kDel:
+      cmd_del_exists(true, argv, reply);
+      return;
+    case Cmd::kExists:
+      cmd_del_exists(false, argv, reply);
+      return;
+    case Cmd::kDbsize:
+      resp::integer(reply, static_cast<int64_t>(dbsize()));
+      return;
+    case Cmd::kInfo:
+      cmd_info(argv, reply);
+      return;
+    case Cmd::kFlushall:
+      cmd_flushall(argv, reply);
+      return;
+    case Cmd::kConfig:
+      cmd_config(argv, reply);
+      return;
+    case Cmd::kCommand:
+      cmd_command(argv, reply);
+      return;
     case Cmd::kSelect: {
       int64_t db = 0;
       if (!resp::parse_int64(argv[1], &db)) return resp::error(reply, kNotInteger);
       if (db != 0) return resp::error(reply, "ERR DB index is out of range");
       return resp::simple(reply, "OK");
     }
-    case Cmd::kDebug: cmd_debug(argv, reply); return;
-    case Cmd::kUnknown: break;
+    case Cmd::kDebug:
+      cmd_debug(argv, reply);
+      return;
+    case Cmd::kUnknown:
+      break;
   }
 }
 
@@ -536,8 +576,11 @@ void KvEngine::cmd_config(const std::vector<std::string_view>& argv, std::string
   std::string maxmemory;
   append_u64(maxmemory, maxmemory_for(mem_info().limit_bytes));
   const std::pair<std::string_view, std::string_view> params[] = {
-      {"save", ""},           {"appendonly", "no"}, {"maxmemory", maxmemory},
-      {"maxmemory-policy", "noeviction"},            {"databases", "1"},
+      {"save", ""},
+      {"appendonly", "no"},
+      {"maxmemory", maxmemory},
+      {"maxmemory-policy", "noeviction"},
+      {"databases", "1"},
   };
   std::string body;
   int64_t n = 0;
@@ -570,9 +613,8 @@ void KvEngine::cmd_command(const std::vector<std::string_view>& argv, std::strin
   resp::error(reply, msg);
 }
 
-Status KvEngine::execute_batch(ByteView encoded_batch, std::string& replies,
-                               size_t max_reply_bytes, uint32_t* commands_done,
-                               size_t* reply_bytes_needed) {
+Status KvEngine::execute_batch(ByteView encoded_batch, std::string& replies, size_t max_reply_bytes,
+                               uint32_t* commands_done, size_t* reply_bytes_needed) {
   *commands_done = 0;
   if (reply_bytes_needed != nullptr) *reply_bytes_needed = 0;
   if (max_reply_bytes < kMinReplyCapacity) {
@@ -617,8 +659,8 @@ Status KvEngine::execute_batch(ByteView encoded_batch, std::string& replies,
     // Even the fixed OOM reply could not be appended. Keep what completed; the host re-submits
     // the rest (a failed std::string append leaves the string as it was).
     replies.resize(good_end);
-    st = done > 0 ? ok_status() : Status(make_error(Errc::kResourceExhausted,
-                                                    "kv batch: out of enclave memory"));
+    st = done > 0 ? ok_status()
+                  : Status(make_error(Errc::kResourceExhausted, "kv batch: out of enclave memory"));
   }
   commands_.fetch_add(done, std::memory_order_relaxed);
   *commands_done = done;

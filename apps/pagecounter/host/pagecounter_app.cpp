@@ -80,8 +80,10 @@ class PagecounterApp final : public host::HostApp {
     touchers_.clear();
   }
   nlohmann::json stats() override {
-    return {{"rounds", rounds_.load()}, {"touches", touches_.load()},
-            {"checks_passed", checks_.load()}, {"last_error", last_error()}};
+    return {{"rounds", rounds_.load()},
+            {"touches", touches_.load()},
+            {"checks_passed", checks_.load()},
+            {"last_error", last_error()}};
   }
 
  private:

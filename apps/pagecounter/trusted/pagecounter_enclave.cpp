@@ -67,7 +67,8 @@ int32_t ecall_pc_init(EcallIo& io) {
   ByteReader r(io.in);
   uint64_t mib = r.u64();
   if (!r.at_end() || mib == 0 || mib > kMaxMib) {
-    io.error = PAGECOUNTER_VARIANT "pc_init expects one u64: MiB of pages, 1.." + std::to_string(kMaxMib);
+    io.error =
+        PAGECOUNTER_VARIANT "pc_init expects one u64: MiB of pages, 1.." + std::to_string(kMaxMib);
     return abi::kEcallBadInput;
   }
   std::lock_guard lk(g.init_mu);
@@ -143,8 +144,8 @@ int32_t ecall_pc_check(EcallIo& io) {
     if (hdr[0] != (i ^ kSalt)) {
       err = "page " + std::to_string(i) + " holds another page's content (index mismatch)";
     } else if (hdr[1] != g.round) {
-      err = "page " + std::to_string(i) + " is at round " + std::to_string(hdr[1]) +
-            ", expected " + std::to_string(g.round) + " (stale or applied twice)";
+      err = "page " + std::to_string(i) + " is at round " + std::to_string(hdr[1]) + ", expected " +
+            std::to_string(g.round) + " (stale or applied twice)";
     } else {
       for (uint64_t j = sizeof hdr; j < kPageSize; ++j) {
         if (p[j] != pattern_byte(i, j)) {

@@ -43,7 +43,9 @@ std::string openssl_error(const char* what) {
   return msg;
 }
 
-Error ossl_fail(Errc code, const char* what) { return make_error(code, openssl_error(what)); }
+Error ossl_fail(Errc code, const char* what) {
+  return make_error(code, openssl_error(what));
+}
 
 struct MdCtxFree {
   void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
@@ -78,7 +80,9 @@ EVP_KDF* kdf_hkdf() {
 
 }  // namespace
 
-void EvpPkeyDeleter::operator()(evp_pkey_st* k) const { EVP_PKEY_free(k); }
+void EvpPkeyDeleter::operator()(evp_pkey_st* k) const {
+  EVP_PKEY_free(k);
+}
 
 namespace {
 // OpenSSL's globals live in the per-instance .cm_instance section (never migrated), so its
@@ -91,7 +95,9 @@ void* ossl_realloc(void* p, size_t n, const char*, int) {
   if (p == nullptr) return constmig::trusted::instance_heap().malloc(n ? n : 1);
   return constmig::trusted::route_realloc(p, n ? n : 1);
 }
-void ossl_free(void* p, const char*, int) { constmig::trusted::route_free(p); }
+void ossl_free(void* p, const char*, int) {
+  constmig::trusted::route_free(p);
+}
 }  // namespace
 
 Status init() {
@@ -100,11 +106,11 @@ Status init() {
   // Thread-safe one-time initialisation (function-local static). No config file, no atexit
   // handler in the host: the enclave's OpenSSL is never cleaned up (the image stays mapped).
   // Error strings are loaded so that failures read as words, not numbers.
-  static const bool ok =
-      OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG | OPENSSL_INIT_NO_ATEXIT |
-                              OPENSSL_INIT_LOAD_CRYPTO_STRINGS,
-                          nullptr) == 1 &&
-      md_sha256() != nullptr && cipher_aes256gcm() != nullptr && kdf_hkdf() != nullptr;
+  static const bool ok = OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG | OPENSSL_INIT_NO_ATEXIT |
+                                                 OPENSSL_INIT_LOAD_CRYPTO_STRINGS,
+                                             nullptr) == 1 &&
+                         md_sha256() != nullptr && cipher_aes256gcm() != nullptr &&
+                         kdf_hkdf() != nullptr;
   if (!mem_ok) {
     return make_error(Errc::kInternal,
                       "OpenSSL allocated before the enclave installed its memory functions: "
@@ -176,12 +182,12 @@ Status hkdf_sha256(ByteView ikm, ByteView salt, ByteView info, MutableByteView o
   params[n++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY,
                                                   const_cast<uint8_t*>(ikm.data()), ikm.size());
   if (!salt.empty()) {
-    params[n++] = OSSL_PARAM_construct_octet_string(
-        OSSL_KDF_PARAM_SALT, const_cast<uint8_t*>(salt.data()), salt.size());
+    params[n++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT,
+                                                    const_cast<uint8_t*>(salt.data()), salt.size());
   }
   if (!info.empty()) {
-    params[n++] = OSSL_PARAM_construct_octet_string(
-        OSSL_KDF_PARAM_INFO, const_cast<uint8_t*>(info.data()), info.size());
+    params[n++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO,
+                                                    const_cast<uint8_t*>(info.data()), info.size());
   }
   params[n] = OSSL_PARAM_construct_end();
   if (EVP_KDF_derive(ctx.get(), out.data(), out.size(), params) != 1) {
@@ -245,8 +251,8 @@ Result<std::array<uint8_t, 32>> x25519_shared(const X25519KeyPair& own,
                                               std::span<const uint8_t, 32> peer_pub) {
   CM_TRY(init());
   if (!own.priv) return make_error(Errc::kInvalidArgument, "X25519 key pair has no private key");
-  PkeyPtr peer(EVP_PKEY_new_raw_public_key_ex(nullptr, "X25519", nullptr, peer_pub.data(),
-                                              peer_pub.size()));
+  PkeyPtr peer(
+      EVP_PKEY_new_raw_public_key_ex(nullptr, "X25519", nullptr, peer_pub.data(), peer_pub.size()));
   if (!peer) return ossl_fail(Errc::kSecurity, "the peer's X25519 public key is malformed");
   std::unique_ptr<EVP_PKEY_CTX, PkeyCtxFree> ctx(
       EVP_PKEY_CTX_new_from_pkey(nullptr, own.priv.get(), nullptr));
@@ -332,8 +338,7 @@ Status Aead::seal(std::span<const uint8_t, kNonceSize> nonce, ByteView aad, Byte
   if (EVP_CipherInit_ex(c, nullptr, nullptr, nullptr, nonce.data(), 1) != 1 ||
       !update_all(c, aad, nullptr) || !update_all(c, plaintext, out) ||
       EVP_CipherFinal_ex(c, dummy, &fin) != 1 ||
-      EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, static_cast<int>(kTagSize), tag.data()) !=
-          1) {
+      EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, static_cast<int>(kTagSize), tag.data()) != 1) {
     if (out != nullptr && !plaintext.empty()) wipe(MutableByteView(out, plaintext.size()));
     return ossl_fail(Errc::kInternal, "AES-256-GCM seal failed");
   }

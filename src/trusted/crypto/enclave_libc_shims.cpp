@@ -322,23 +322,35 @@ struct tm* gmtime_r(const time_t* t, struct tm* out) noexcept {
 }
 
 // Sleeping would block in the host; only BIO_wait (sockets) sleeps. Nothing is slept.
-unsigned int sleep(unsigned int seconds) noexcept { return seconds; }
-int usleep(useconds_t /*usec*/) { return fail(ENOSYS); }
+unsigned int sleep(unsigned int seconds) noexcept {
+  return seconds;
+}
+int usleep(useconds_t /*usec*/) {
+  return fail(ENOSYS);
+}
 
 // ---- Host state ---------------------------------------------------------------------------------
 // The environment, process identity and system configuration belong to the untrusted host and
 // do not migrate. getenv → NULL: OpenSSL falls back to its defaults (no OPENSSL_CONF,
 // OPENSSL_ia32cap, OPENSSL_MODULES). getpid is a constant: OpenSSL uses it as DRBG nonce material
 // and for fork detection; after migration call crypto::reseed_rng() instead.
-char* getenv(const char* /*name*/) noexcept { return nullptr; }
-char* secure_getenv(const char* /*name*/) noexcept { return nullptr; }
-pid_t getpid() noexcept { return 1; }
+char* getenv(const char* /*name*/) noexcept {
+  return nullptr;
+}
+char* secure_getenv(const char* /*name*/) noexcept {
+  return nullptr;
+}
+pid_t getpid() noexcept {
+  return 1;
+}
 long sysconf(int name) noexcept {
   if (name == _SC_PAGESIZE) return 4096;  // the enclave ABI's page size
   errno = EINVAL;
   return -1;
 }
-int uname(struct utsname* /*buf*/) noexcept { return fail(ENOSYS); }
+int uname(struct utsname* /*buf*/) noexcept {
+  return fail(ENOSYS);
+}
 
 // strtok keeps its position in a static in the host libc; this one keeps it per thread in the
 // image and lets the (pure, allowed) strtok_r do the work.
@@ -459,14 +471,30 @@ int pthread_setspecific(pthread_key_t key, const void* value) noexcept {
 // `stdin` is defined (NULL) so the UI's reference to the host's stdin binds here.
 FILE* stdin = nullptr;
 
-int open(const char* /*path*/, int /*flags*/, ...) { return fail(ENOSYS); }
-ssize_t read(int /*fd*/, void* /*buf*/, size_t /*n*/) { return fail(EBADF); }
-ssize_t write(int /*fd*/, const void* /*buf*/, size_t /*n*/) { return fail(EBADF); }
-int close(int /*fd*/) { return fail(EBADF); }
-int fcntl(int /*fd*/, int /*cmd*/, ...) { return fail(EBADF); }
-int ioctl(int /*fd*/, unsigned long /*request*/, ...) noexcept { return fail(EBADF); }
-int stat(const char* /*path*/, struct stat* /*st*/) noexcept { return fail(ENOSYS); }
-int fstat(int /*fd*/, struct stat* /*st*/) noexcept { return fail(EBADF); }
+int open(const char* /*path*/, int /*flags*/, ...) {
+  return fail(ENOSYS);
+}
+ssize_t read(int /*fd*/, void* /*buf*/, size_t /*n*/) {
+  return fail(EBADF);
+}
+ssize_t write(int /*fd*/, const void* /*buf*/, size_t /*n*/) {
+  return fail(EBADF);
+}
+int close(int /*fd*/) {
+  return fail(EBADF);
+}
+int fcntl(int /*fd*/, int /*cmd*/, ...) {
+  return fail(EBADF);
+}
+int ioctl(int /*fd*/, unsigned long /*request*/, ...) noexcept {
+  return fail(EBADF);
+}
+int stat(const char* /*path*/, struct stat* /*st*/) noexcept {
+  return fail(ENOSYS);
+}
+int fstat(int /*fd*/, struct stat* /*st*/) noexcept {
+  return fail(EBADF);
+}
 DIR* opendir(const char* /*path*/) {
   errno = ENOSYS;
   return nullptr;
@@ -475,7 +503,9 @@ struct dirent* readdir(DIR* /*dir*/) {
   errno = EBADF;
   return nullptr;
 }
-int closedir(DIR* /*dir*/) { return fail(EBADF); }
+int closedir(DIR* /*dir*/) {
+  return fail(EBADF);
+}
 
 FILE* fopen(const char* /*path*/, const char* /*mode*/) {
   errno = ENOSYS;
@@ -502,12 +532,24 @@ size_t fread(void* /*p*/, size_t /*size*/, size_t /*n*/, FILE* /*f*/) {
   errno = EBADF;
   return 0;
 }
-int fseek(FILE* /*f*/, long /*off*/, int /*whence*/) { return fail(ESPIPE); }
-long ftell(FILE* /*f*/) { return fail(ESPIPE); }
-int fileno(FILE* /*f*/) noexcept { return fail(EBADF); }
-int feof(FILE* /*f*/) noexcept { return 0; }
-int ferror(FILE* /*f*/) noexcept { return 0; }
-int tcgetattr(int /*fd*/, struct termios* /*t*/) noexcept { return fail(ENOTTY); }
+int fseek(FILE* /*f*/, long /*off*/, int /*whence*/) {
+  return fail(ESPIPE);
+}
+long ftell(FILE* /*f*/) {
+  return fail(ESPIPE);
+}
+int fileno(FILE* /*f*/) noexcept {
+  return fail(EBADF);
+}
+int feof(FILE* /*f*/) noexcept {
+  return 0;
+}
+int ferror(FILE* /*f*/) noexcept {
+  return 0;
+}
+int tcgetattr(int /*fd*/, struct termios* /*t*/) noexcept {
+  return fail(ENOTTY);
+}
 int tcsetattr(int /*fd*/, int /*act*/, const struct termios* /*t*/) noexcept {
   return fail(ENOTTY);
 }
@@ -533,25 +575,40 @@ void perror(const char* s) {
 // ---- Network ------------------------------------------------------------------------------------
 // BIO sockets, connect/accept BIOs and the HTTP client are never used inside the enclave: the
 // host owns the network (the migration channel is host code carrying sealed data).
-int socket(int /*domain*/, int /*type*/, int /*protocol*/) noexcept { return fail(ENOSYS); }
+int socket(int /*domain*/, int /*type*/, int /*protocol*/) noexcept {
+  return fail(ENOSYS);
+}
 int bind(int /*fd*/, const struct sockaddr* /*a*/, socklen_t /*len*/) noexcept {
   return fail(EBADF);
 }
-int connect(int /*fd*/, const struct sockaddr* /*a*/, socklen_t /*len*/) { return fail(EBADF); }
-int listen(int /*fd*/, int /*backlog*/) noexcept { return fail(EBADF); }
-int accept(int /*fd*/, struct sockaddr* /*a*/, socklen_t* /*len*/) { return fail(EBADF); }
-int shutdown(int /*fd*/, int /*how*/) noexcept { return fail(EBADF); }
+int connect(int /*fd*/, const struct sockaddr* /*a*/, socklen_t /*len*/) {
+  return fail(EBADF);
+}
+int listen(int /*fd*/, int /*backlog*/) noexcept {
+  return fail(EBADF);
+}
+int accept(int /*fd*/, struct sockaddr* /*a*/, socklen_t* /*len*/) {
+  return fail(EBADF);
+}
+int shutdown(int /*fd*/, int /*how*/) noexcept {
+  return fail(EBADF);
+}
 int getsockname(int /*fd*/, struct sockaddr* /*a*/, socklen_t* /*len*/) noexcept {
   return fail(EBADF);
 }
 int getsockopt(int /*fd*/, int /*lvl*/, int /*opt*/, void* /*v*/, socklen_t* /*len*/) noexcept {
   return fail(EBADF);
 }
-int setsockopt(int /*fd*/, int /*lvl*/, int /*opt*/, const void* /*v*/, socklen_t /*len*/) noexcept {
+int setsockopt(int /*fd*/, int /*lvl*/, int /*opt*/, const void* /*v*/,
+               socklen_t /*len*/) noexcept {
   return fail(EBADF);
 }
-ssize_t sendmsg(int /*fd*/, const struct msghdr* /*m*/, int /*flags*/) { return fail(EBADF); }
-ssize_t recvmsg(int /*fd*/, struct msghdr* /*m*/, int /*flags*/) { return fail(EBADF); }
+ssize_t sendmsg(int /*fd*/, const struct msghdr* /*m*/, int /*flags*/) {
+  return fail(EBADF);
+}
+ssize_t recvmsg(int /*fd*/, struct msghdr* /*m*/, int /*flags*/) {
+  return fail(EBADF);
+}
 int select(int /*n*/, fd_set* /*r*/, fd_set* /*w*/, fd_set* /*e*/, struct timeval* /*t*/) {
   return fail(ENOSYS);
 }
@@ -575,19 +632,29 @@ int getnameinfo(const struct sockaddr* /*sa*/, socklen_t /*salen*/, char* /*host
   errno = ENOSYS;
   return EAI_SYSTEM;
 }
-struct hostent* gethostbyname(const char* /*name*/) { return nullptr; }
+struct hostent* gethostbyname(const char* /*name*/) {
+  return nullptr;
+}
 
 // ---- Dynamic loading ----------------------------------------------------------------------------
 // Engines and provider modules would load code from the host's disk into the enclave, which
 // would change what runs without changing the measurement. Every load fails.
-void* dlopen(const char* /*file*/, int /*mode*/) noexcept { return nullptr; }
-void* dlsym(void* /*handle*/, const char* /*name*/) noexcept { return nullptr; }
-int dlclose(void* /*handle*/) noexcept { return -1; }
+void* dlopen(const char* /*file*/, int /*mode*/) noexcept {
+  return nullptr;
+}
+void* dlsym(void* /*handle*/, const char* /*name*/) noexcept {
+  return nullptr;
+}
+int dlclose(void* /*handle*/) noexcept {
+  return -1;
+}
 char* dlerror() noexcept {
   static char msg[] = "dynamic loading is disabled inside an enclave";
   return msg;
 }
-int dladdr(const void* /*addr*/, Dl_info* /*info*/) noexcept { return 0; }
+int dladdr(const void* /*addr*/, Dl_info* /*info*/) noexcept {
+  return 0;
+}
 
 // ---- Processes, signals and user contexts -------------------------------------------------------
 // Signal handlers are installed only by the password UI; the context functions only by
@@ -600,32 +667,53 @@ sighandler_t signal(int /*sig*/, sighandler_t /*handler*/) noexcept {
 int sigaction(int /*sig*/, const struct sigaction* /*act*/, struct sigaction* /*old*/) noexcept {
   return fail(ENOSYS);
 }
-int getcontext(ucontext_t* /*ucp*/) noexcept { return fail(ENOSYS); }
-int setcontext(const ucontext_t* /*ucp*/) noexcept { std::abort(); }
-void makecontext(ucontext_t* /*ucp*/, void (*/*func*/)(), int /*argc*/, ...) noexcept {
+int getcontext(ucontext_t* /*ucp*/) noexcept {
+  return fail(ENOSYS);
+}
+int setcontext(const ucontext_t* /*ucp*/) noexcept {
   std::abort();
 }
-int _setjmp(struct __jmp_buf_tag* /*env*/) noexcept { return 0; }
-void _longjmp(struct __jmp_buf_tag* /*env*/, int /*val*/) noexcept { std::abort(); }
+void makecontext(ucontext_t* /*ucp*/, void (* /*func*/)(), int /*argc*/, ...) noexcept {
+  std::abort();
+}
+int _setjmp(struct __jmp_buf_tag* /*env*/) noexcept {
+  return 0;
+}
+void _longjmp(struct __jmp_buf_tag* /*env*/, int /*val*/) noexcept {
+  std::abort();
+}
 
-// ---- Memory mapping and shared memory ------------------------------------------------------------
-// The enclave range belongs to the platform; memory comes from the ConstMigLib heap. Only
-// OpenSSL's secure heap (CRYPTO_secure_malloc_init, never called) and the /dev/random
-// seeded-flag check (never reached: getentropy succeeds) map memory; both fail cleanly.
+// ---- Memory mapping and shared memory
+// ------------------------------------------------------------ The enclave range belongs to the
+// platform; memory comes from the ConstMigLib heap. Only OpenSSL's secure heap
+// (CRYPTO_secure_malloc_init, never called) and the /dev/random seeded-flag check (never reached:
+// getentropy succeeds) map memory; both fail cleanly.
 void* mmap(void* /*addr*/, size_t /*len*/, int /*prot*/, int /*flags*/, int /*fd*/,
            off_t /*off*/) noexcept {
   errno = ENOSYS;
   return MAP_FAILED;
 }
-int munmap(void* /*addr*/, size_t /*len*/) noexcept { return fail(ENOSYS); }
-int mprotect(void* /*addr*/, size_t /*len*/, int /*prot*/) noexcept { return fail(ENOSYS); }
-int madvise(void* /*addr*/, size_t /*len*/, int /*advice*/) noexcept { return fail(ENOSYS); }
-int mlock(const void* /*addr*/, size_t /*len*/) noexcept { return fail(ENOSYS); }
-int shmget(key_t /*key*/, size_t /*size*/, int /*flags*/) noexcept { return fail(ENOSYS); }
+int munmap(void* /*addr*/, size_t /*len*/) noexcept {
+  return fail(ENOSYS);
+}
+int mprotect(void* /*addr*/, size_t /*len*/, int /*prot*/) noexcept {
+  return fail(ENOSYS);
+}
+int madvise(void* /*addr*/, size_t /*len*/, int /*advice*/) noexcept {
+  return fail(ENOSYS);
+}
+int mlock(const void* /*addr*/, size_t /*len*/) noexcept {
+  return fail(ENOSYS);
+}
+int shmget(key_t /*key*/, size_t /*size*/, int /*flags*/) noexcept {
+  return fail(ENOSYS);
+}
 void* shmat(int /*id*/, const void* /*addr*/, int /*flags*/) noexcept {
   errno = ENOSYS;
   return reinterpret_cast<void*>(-1);
 }
-int shmdt(const void* /*addr*/) noexcept { return fail(ENOSYS); }
+int shmdt(const void* /*addr*/) noexcept {
+  return fail(ENOSYS);
+}
 
 }  // extern "C"

@@ -67,13 +67,20 @@ Context& ctx() {
 
 const char* state_name(uint32_t s) {
   switch (s) {
-    case abi::kMigRunning: return "running";
-    case abi::kMigHandshake: return "handshake";
-    case abi::kMigKeyed: return "keyed";
-    case abi::kMigFrozen: return "frozen";
-    case abi::kMigImporting: return "importing";
-    case abi::kMigDead: return "dead";
-    case abi::kMigFailed: return "failed";
+    case abi::kMigRunning:
+      return "running";
+    case abi::kMigHandshake:
+      return "handshake";
+    case abi::kMigKeyed:
+      return "keyed";
+    case abi::kMigFrozen:
+      return "frozen";
+    case abi::kMigImporting:
+      return "importing";
+    case abi::kMigDead:
+      return "dead";
+    case abi::kMigFailed:
+      return "failed";
   }
   return "?";
 }
@@ -156,8 +163,8 @@ Result<std::vector<uint8_t>> open_record(Context& m, uint32_t slot, wire::FrameT
   CM_ASSIGN_OR_RETURN(wire::SealedRecord r, wire::decode_sealed(type, payload));
   auto kind = wire::record_kind_for(type);
   if (!kind || r.index != 0 || r.count != 1 || r.section != 0) {
-    return make_error(Errc::kSecurity, "unexpected record numbering in " +
-                                           wire::frame_type_name(type));
+    return make_error(Errc::kSecurity,
+                      "unexpected record numbering in " + wire::frame_type_name(type));
   }
   CM_ASSIGN_OR_RETURN(crypto::Aead * aead, slot_aead(m, slot, false));
   wire::Aad aad = wire::record_aad(m.mig_id, *kind, kEpoch, 0, 1, 0);
@@ -233,7 +240,8 @@ int32_t mig_hello(Context& m, Call& c) {
   if (auto st = crypto::random_bytes(h.nonce); !st.ok()) return fail(c, st.error());
   h.app_name = m.app_name;
   m.own_binding.clear();
-  if (auto st = wire::encode_hello_for_binding(h, m.own_binding); !st.ok()) return fail(c, st.error());
+  if (auto st = wire::encode_hello_for_binding(h, m.own_binding); !st.ok())
+    return fail(c, st.error());
   Key32 digest = crypto::sha256(m.own_binding);
   std::vector<uint8_t> hello;
   if (auto st = wire::encode_hello(h, hello); !st.ok()) return fail(c, st.error());
@@ -260,21 +268,22 @@ int32_t mig_peer(Context& m, Call& c) {
   }
   std::lock_guard lk(m.mu);
   if (m.state != abi::kMigHandshake) {
-    return fail(c, abi::kEcallRefused,
-                std::string("MigPeer: no handshake in progress (enclave is ") +
-                    state_name(m.state) + ")");
+    return fail(
+        c, abi::kEcallRefused,
+        std::string("MigPeer: no handshake in progress (enclave is ") + state_name(m.state) + ")");
   }
   auto peer = wire::decode_hello(peer_bytes);
   if (!peer.ok()) return fail_target(m, c, "peer HELLO: " + peer.error().message);
   if (peer->role == m.role) return fail_target(m, c, "the peer claims our own role");
   if (peer->mode != m.mode) {
-    return fail_target(m, c, std::string("the peer wants mode ") +
-                                 std::string(wire::mode_name(peer->mode)) + ", we run " +
-                                 std::string(wire::mode_name(m.mode)));
+    return fail_target(m, c,
+                       std::string("the peer wants mode ") +
+                           std::string(wire::mode_name(peer->mode)) + ", we run " +
+                           std::string(wire::mode_name(m.mode)));
   }
   if (peer->app_name != m.app_name) {
-    return fail_target(m, c, "the peer runs app '" + peer->app_name + "', we run '" +
-                                 m.app_name + "'");
+    return fail_target(m, c,
+                       "the peer runs app '" + peer->app_name + "', we run '" + m.app_name + "'");
   }
   // The quote: signed by a trusted platform, for our own measurement, binding this HELLO.
   auto q = quote::decode_quote(peer->quote);
@@ -289,16 +298,18 @@ int32_t mig_peer(Context& m, Call& c) {
     }
   }
   if (!signer) {
-    return fail_target(m, c, "the peer's quote is signed by a platform that is not in the "
-                             "trust store (add its key with `constmig platform --export-key`)");
+    return fail_target(m, c,
+                       "the peer's quote is signed by a platform that is not in the "
+                       "trust store (add its key with `constmig platform --export-key`)");
   }
   ByteView signed_part(peer->quote.data(), quote::kQuoteSignedSize);
   if (!crypto::ed25519_verify(*signer, signed_part, q->signature).ok()) {
     return fail_target(m, c, "the peer's quote signature is invalid");
   }
   if (!ct_equal(q->measurement, ByteView(boot_page().measurement, 32))) {
-    return fail_target(m, c, "the peer enclave's measurement differs from ours: both hosts "
-                             "must run the same enclave image");
+    return fail_target(m, c,
+                       "the peer enclave's measurement differs from ours: both hosts "
+                       "must run the same enclave image");
   }
   std::vector<uint8_t> peer_binding;
   if (auto st = wire::encode_hello_for_binding(*peer, peer_binding); !st.ok()) {
@@ -355,9 +366,9 @@ int32_t mig_confirm(Context& m, Call& c) {
 int32_t mig_freeze(Context& m, Call& c) {
   std::lock_guard lk(m.mu);
   if (m.role != wire::Role::kSource || m.state != abi::kMigKeyed) {
-    return fail(c, abi::kEcallRefused,
-                std::string("MigFreeze: needs a keyed source (enclave is ") +
-                    state_name(m.state) + ")");
+    return fail(
+        c, abi::kEcallRefused,
+        std::string("MigFreeze: needs a keyed source (enclave is ") + state_name(m.state) + ")");
   }
   // The snapshot. No app ECALL runs (the host held them; the enclave refuses them from here
   // on), and this ECALL allocates only from the instance arena.
@@ -365,8 +376,9 @@ int32_t mig_freeze(Context& m, Call& c) {
   if (int64_t n = g_app_inflight.load(); n != 0) {
     m.state = abi::kMigKeyed;
     return fail(c, abi::kEcallRefused,
-                std::to_string(n) + " app ECALLs are still running: the host must hold new "
-                                    "ECALLs and wait for in-flight ones before the freeze");
+                std::to_string(n) +
+                    " app ECALLs are still running: the host must hold new "
+                    "ECALLs and wait for in-flight ones before the freeze");
   }
   abi::EnclaveLayout l = layout();
   uint64_t glen = l.globals_end - l.globals_begin;
@@ -585,12 +597,12 @@ int32_t mig_import_small(Context& m, Call& c) {
       r.remaining() != glen) {
     return fail_target(m, c, "the source's enclave globals do not match this image's layout");
   }
-  if (hbase != l.heap_base || htop % abi::kPageSize != 0 ||
-      htop > boot_page().heap_limit) {
-    return fail_target(m, c, "the source's heap (" + std::to_string(htop >> 20) +
-                                 " MiB in use) does not fit this enclave's heap limit (" +
-                                 std::to_string(boot_page().heap_limit >> 20) +
-                                 " MiB): start the target with a larger --max-memory");
+  if (hbase != l.heap_base || htop % abi::kPageSize != 0 || htop > boot_page().heap_limit) {
+    return fail_target(m, c,
+                       "the source's heap (" + std::to_string(htop >> 20) +
+                           " MiB in use) does not fit this enclave's heap limit (" +
+                           std::to_string(boot_page().heap_limit >> 20) +
+                           " MiB): start the target with a larger --max-memory");
   }
   (void)hlimit;
   // Install the globals: from here this instance holds the source's app state (the heap
@@ -637,31 +649,32 @@ int32_t mig_import_pages(Context& m, Call& c) {
   uint32_t installed = 0;
   for (const auto& p : recs) {
     if (p.index >= m.pages || p.run > m.pages - p.index) {
-      return fail_target(m, c, "page " + std::to_string(p.index) +
-                                   " is outside the source's heap layout");
+      return fail_target(
+          m, c, "page " + std::to_string(p.index) + " is outside the source's heap layout");
     }
     std::array<uint8_t, 16> tag{};
     std::memcpy(tag.data(), p.tag.data(), tag.size());
     if (p.kind == wire::PageKind::kZero) {
       wire::Aad aad = wire::page_aad(m.mig_id, p.index, kEpoch, wire::PageKind::kZero, p.run);
       if (!(*aead)->open(wire::gcm_nonce(p.nonce), aad, {}, nullptr, tag).ok()) {
-        return fail_target(m, c, "zero run at page " + std::to_string(p.index) +
-                                     " failed authentication");
+        return fail_target(
+            m, c, "zero run at page " + std::to_string(p.index) + " failed authentication");
       }
     } else {
       wire::Aad aad = wire::page_aad(m.mig_id, p.index, kEpoch, wire::PageKind::kData);
       if (!(*aead)->open(wire::gcm_nonce(p.nonce), aad, p.ciphertext, buf.data(), tag).ok()) {
-        return fail_target(m, c, "page " + std::to_string(p.index) +
-                                     " failed authentication (tampered, replayed from another "
-                                     "migration, or moved)");
+        return fail_target(m, c,
+                           "page " + std::to_string(p.index) +
+                               " failed authentication (tampered, replayed from another "
+                               "migration, or moved)");
       }
     }
     // Accept each page at most once.
     for (uint32_t k = 0; k < p.run; ++k) {
       uint8_t bits = p.kind == wire::PageKind::kZero ? 3 : 1;
       if (m.page_bits[p.index + k].fetch_or(bits) & 1) {
-        return fail_target(m, c, "page " + std::to_string(p.index + k) +
-                                     " arrived twice (duplicate or replay)");
+        return fail_target(
+            m, c, "page " + std::to_string(p.index + k) + " arrived twice (duplicate or replay)");
       }
     }
     uint8_t* dst = heap_base + p.index * abi::kPageSize;
@@ -698,8 +711,9 @@ int32_t mig_finish(Context& m, Call& c) {
     }
   }
   if (missing) {
-    return fail_target(m, c, std::to_string(missing) + " heap pages never arrived (first: " +
-                                 std::to_string(first_missing) + ")");
+    return fail_target(m, c,
+                       std::to_string(missing) + " heap pages never arrived (first: " +
+                           std::to_string(first_missing) + ")");
   }
   if (!ct_equal(body->digest, zero_digest(m))) {
     return fail_target(m, c, "manifest digest mismatch: pages were re-labelled in transit");
@@ -743,7 +757,9 @@ int32_t mig_status(Context& m, Call& c) {
 
 }  // namespace
 
-void app_exit() { g_app_inflight.fetch_sub(1); }
+void app_exit() {
+  g_app_inflight.fetch_sub(1);
+}
 
 bool app_enter(std::string* why) {
   g_app_inflight.fetch_add(1);  // seq_cst: pairs with the freeze's store-then-load
@@ -757,12 +773,17 @@ bool app_enter(std::string* why) {
   g_app_inflight.fetch_sub(1);
   if (why) {
     switch (s) {
-      case abi::kMigFrozen: *why = "enclave is frozen for migration"; break;
-      case abi::kMigDead: *why = "enclave migrated away (committed): it never runs again"; break;
+      case abi::kMigFrozen:
+        *why = "enclave is frozen for migration";
+        break;
+      case abi::kMigDead:
+        *why = "enclave migrated away (committed): it never runs again";
+        break;
       case abi::kMigFailed:
         *why = "enclave refused the incoming migration state: it never runs the app";
         break;
-      default: *why = std::string("enclave is receiving a migration (") + state_name(s) + ")";
+      default:
+        *why = std::string("enclave is receiving a migration (") + state_name(s) + ")";
     }
   }
   return false;
@@ -779,24 +800,60 @@ int32_t dispatch(uint32_t slot, uint32_t id, const uint8_t* in, size_t in_len, u
     Context& m = ctx();
     Call c{slot, ByteView(in_copy.data(), in_copy.size()), result, err};
     switch (id) {
-      case abi::kEcallMigHello: st = mig_hello(m, c); break;
-      case abi::kEcallMigPeer: st = mig_peer(m, c); break;
-      case abi::kEcallMigConfirm: st = mig_confirm(m, c); break;
-      case abi::kEcallMigFreeze: st = mig_freeze(m, c); break;
-      case abi::kEcallMigSealHostState: st = mig_seal_host_state(m, c); break;
-      case abi::kEcallMigExportPages: st = mig_export_pages(m, c); break;
-      case abi::kEcallMigManifest: st = mig_manifest(m, c); break;
-      case abi::kEcallMigImportSmall: st = mig_import_small(m, c); break;
-      case abi::kEcallMigOpenHostState: st = mig_open_host_state(m, c); break;
-      case abi::kEcallMigImportPages: st = mig_import_pages(m, c); break;
-      case abi::kEcallMigFinish: st = mig_finish(m, c); break;
-      case abi::kEcallMigMakeAbort: st = mig_make_abort(m, c); break;
-      case abi::kEcallMigCommit: st = mig_commit(m, c); break;
-      case abi::kEcallMigAbort: st = mig_abort(m, c); break;
-      case abi::kEcallMigForceResume: st = mig_force_resume(m, c); break;
-      case abi::kEcallMigReset: st = mig_reset(m, c); break;
-      case abi::kEcallMigStatus: st = mig_status(m, c); break;
-      default: st = abi::kEcallUnknownId; err = "unknown migration ECALL";
+      case abi::kEcallMigHello:
+        st = mig_hello(m, c);
+        break;
+      case abi::kEcallMigPeer:
+        st = mig_peer(m, c);
+        break;
+      case abi::kEcallMigConfirm:
+        st = mig_confirm(m, c);
+        break;
+      case abi::kEcallMigFreeze:
+        st = mig_freeze(m, c);
+        break;
+      case abi::kEcallMigSealHostState:
+        st = mig_seal_host_state(m, c);
+        break;
+      case abi::kEcallMigExportPages:
+        st = mig_export_pages(m, c);
+        break;
+      case abi::kEcallMigManifest:
+        st = mig_manifest(m, c);
+        break;
+      case abi::kEcallMigImportSmall:
+        st = mig_import_small(m, c);
+        break;
+      case abi::kEcallMigOpenHostState:
+        st = mig_open_host_state(m, c);
+        break;
+      case abi::kEcallMigImportPages:
+        st = mig_import_pages(m, c);
+        break;
+      case abi::kEcallMigFinish:
+        st = mig_finish(m, c);
+        break;
+      case abi::kEcallMigMakeAbort:
+        st = mig_make_abort(m, c);
+        break;
+      case abi::kEcallMigCommit:
+        st = mig_commit(m, c);
+        break;
+      case abi::kEcallMigAbort:
+        st = mig_abort(m, c);
+        break;
+      case abi::kEcallMigForceResume:
+        st = mig_force_resume(m, c);
+        break;
+      case abi::kEcallMigReset:
+        st = mig_reset(m, c);
+        break;
+      case abi::kEcallMigStatus:
+        st = mig_status(m, c);
+        break;
+      default:
+        st = abi::kEcallUnknownId;
+        err = "unknown migration ECALL";
     }
     crypto::wipe(in_copy);
   } catch (const std::bad_alloc&) {
