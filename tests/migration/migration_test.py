@@ -43,22 +43,23 @@ def home(name):
     return os.path.join(TMP, name)
 
 
-def setup_hosts(trust_each_other=True):
-    """Two platform homes (source 'a', target 'b') with their own keys."""
+def setup_hosts(trust_each_other=True, names=("a", "b")):
+    """Platform homes (source 'a', target 'b', ...) with their own keys."""
     keys = {}
-    for h in ("a", "b"):
+    for h in names:
         os.makedirs(home(h), exist_ok=True)
         out = subprocess.run([os.path.join(BIN, "constmig"), "--state-dir", home(h), "platform", "--export-key"],
                              check=True, capture_output=True, text=True).stdout
         keys[h] = out
-    for h in ("a", "b"):
+    for h in names:
         os.makedirs(os.path.join(home(h), "trust"), exist_ok=True)
         with open(os.path.join(home(h), "trust", "self.pem"), "w") as f:
             f.write(keys[h])
         if trust_each_other:
-            other = "b" if h == "a" else "a"
-            with open(os.path.join(home(h), "trust", "peer.pem"), "w") as f:
-                f.write(keys[other])
+            for other in names:
+                if other != h:
+                    with open(os.path.join(home(h), "trust", f"peer-{other}.pem"), "w") as f:
+                        f.write(keys[other])
 
 
 NETNS_PREFIX = None  # set by case_stop_and_copy_netns: run hosts in namespaces
@@ -382,6 +383,28 @@ def case_target_too_small():
     wait_for(lambda: tgt.poll() is not None, 30, "target to exit")
     check("--max-memory" in log_of(tgt), "target tells the operator to raise --max-memory")
     check(stats is not None and stats.get("status") == "aborted", "source resumed with the abort token")
+
+
+def case_chain_migration():
+    """A -> B -> C: a target that received an enclave can send it on (same oracle state)."""
+    setup_hosts(names=("a", "b", "c"))
+    p1, p2 = free_port(), free_port()
+    src, sc = start_source("pagecounter", ["--pages", "16", "--max-memory", "64M", "--io-threads", "2"])
+    b, bc = start_target("pagecounter", ["--max-memory", "64M", "--io-threads", "2"], p1)
+    rc, st, err = migrate(sc, p1)
+    check(rc == 0, "A -> B committed")
+    wait_for(lambda: pagecounter_ok(bc, 1)[0], 30, "oracle on B")
+    cc = os.path.join(TMP, "c.ctl")
+    c = spawn("c", ["receive", "--app", "pagecounter", "--max-memory", "64M", "--listen", f"127.0.0.1:{p2}",
+                    "--control", cc, "--stats-interval", "0", "--accept-timeout", "60"], "c.log")
+    wait_for(lambda: "waiting for an incoming" in log_of(c), 30, "C listening")
+    before = status(bc)["app_stats"]
+    rc, st, err = migrate(bc, p2)
+    check(rc == 0, f"B -> C committed {err[-200:]}")
+    wait_for(lambda: pagecounter_ok(cc, 2)[0], 30, "oracle checks on C")
+    after = status(cc)["app_stats"]
+    check(after["last_error"] == "" and after["rounds"] >= before["rounds"],
+          f"C continues the same pages (rounds {before['rounds']} -> {after['rounds']})")
 
 
 def case_stop_and_copy_netns():
