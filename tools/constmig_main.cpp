@@ -139,8 +139,9 @@ host::MigrateOptions migrate_options_from(const nlohmann::json& req) {
 int serve(Running& r, const RunArgs& a) {
   std::atomic<bool> migrated{false};
   std::mutex mig_mu;    // held for the whole of a migration
-  std::mutex stats_mu;  // guards last_migration
+  std::mutex stats_mu;  // guards last_migration and current_migration
   nlohmann::json last_migration;
+  nlohmann::json current_migration;  // latest progress of a running migration
   host::ControlServer ctl;
   std::string ctl_path = a.control.empty() ? default_control(a.state_dir, a.app) : a.control;
   std::error_code ec;
@@ -159,6 +160,7 @@ int serve(Running& r, const RunArgs& a) {
       }
       std::lock_guard lk(stats_mu);
       if (!last_migration.is_null()) j["last_migration"] = last_migration;
+      if (!current_migration.is_null()) j["migration_in_progress"] = current_migration;
       emit(j);
       return;
     }
@@ -205,11 +207,14 @@ int serve(Running& r, const RunArgs& a) {
           nlohmann::json j = p;
           j["event"] = "progress";
           emit(j);
+          std::lock_guard sl(stats_mu);
+          current_migration = p;
         });
     ::close(*fd);
     {
       std::lock_guard sl(stats_mu);
       last_migration = outcome.stats;
+      current_migration = nullptr;
     }
     bool ok = outcome.kind == host::MigrationOutcome::kCommitted;
     nlohmann::json res = {{"event", "result"}, {"ok", ok}, {"stats", outcome.stats}};

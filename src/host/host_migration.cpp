@@ -282,7 +282,9 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
   st["role"] = "source";
   auto t_start = Clock::now();
   Channel ch(fd, o.capture_path, wire::Direction::kSourceToTarget);
+  std::mutex report_mu;  // workers report too: one progress line at a time
   auto report = [&](const std::string& phase, uint64_t total, uint64_t done) {
+    std::lock_guard lk(report_mu);
     if (progress) progress({{"phase", phase}, {"pages_total", total}, {"pages_done", done}});
   };
   auto failed = [&](const Error& err, bool frozen) {
@@ -589,7 +591,9 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
   st["role"] = "target";
   auto t_start = Clock::now();
   Channel ch(fd, o.capture_path, wire::Direction::kTargetToSource);
+  std::mutex report_mu;  // workers report too: one progress line at a time
   auto report = [&](const std::string& phase, uint64_t total, uint64_t done) {
+    std::lock_guard lk(report_mu);
     if (progress) progress({{"phase", phase}, {"pages_total", total}, {"pages_done", done}});
   };
   // Any failure: the enclave refuses to run; give the source an abort token if we can.
