@@ -16,13 +16,15 @@
 //              opened with mprotect. A SIGSEGV handler catches app touches (see "Signals").
 //   kUffd      userfaultfd (MISSING mode) on PRIVATE ANONYMOUS memory (memfd_secret does not
 //              support it, DESIGN §6): faults are read from the uffd by tracker threads and
-//              resolved with UFFDIO_COPY of the whole granule. For comparison: it is faster but
-//              the memory is not secret. arm() DISCARDS the range's contents (MADV_DONTNEED).
+//              resolved with UFFDIO_COPY of the whole granule. For comparison only: the memory
+//              is not secret, and UFFDIO_COPY allocates fresh pages, while the mprotect tracker
+//              writes into pages populated in the prepare phase (bench_fault_tracker compares
+//              them). arm() DISCARDS the range's contents (MADV_DONTNEED).
 //
 // vm.max_map_count (65530 on the dev VM): every opened island splits the app view's mapping
 // (kMprotect only). The tracker keeps the number of separately opened runs bounded by
-// `max_open_runs` (so the app view has at most 2 * max_open_runs + 1 mappings, plus 2 per fetch
-// thread while a fault is being served):
+// `max_open_runs`, so the app view has at most 2 * max_open_runs + 1 mappings (faults may push it
+// over for a moment, until idle tracker threads have filled gaps):
 //   * the kernel merges adjacent VMAs with equal flags, and the tracker only ever opens whole
 //     maximal runs of restored granules, so neighbours coalesce by themselves;
 //   * a background-installed granule that would start a NEW island while the budget is spent is
@@ -39,8 +41,11 @@
 // not own (outside the range, or not on a tracked granule) to the handler that was installed
 // before it (SIG_DFL: the default action runs). Inside the handler only async-signal-safe
 // operations are used: atomics on a per-granule state word, write(2) of the granule index to a
-// pipe, futex(2) wait on the state word, clock_gettime, and, on a tracker thread touching
-// tracked memory (a deadlock), write(2)+abort(). No locks, no allocation. errno is preserved.
+// pipe, a bounded spin (pause + clock_gettime, spin_ns) and then futex(2) wait on the state
+// word, sched_yield, initial-exec TLS reads, and, on a tracker thread touching tracked memory (a
+// deadlock), write(2)+abort(). No locks, no allocation. errno is preserved. A fault on a granule
+// that is already open is retried (the access raced with its opening); 64 such faults in a row
+// at one address mean someone else protected the page, and go to the previous handler.
 //
 // Failure policy: the app can never continue on a granule that could not be fetched (its memory
 // would be garbage). If FetchFn fails for a faulting thread (or for coalescing), or opening a
@@ -60,6 +65,8 @@
 //     touches of missing pages fail with EFAULT as well. Fault latencies for kUffd are measured
 //     on the tracker thread (from reading the fault to UFFDIO_COPY done): they exclude the
 //     kernel's delivery, unlike kMprotect's, which the faulting thread measures itself.
+//   * Spinning (spin_ns) burns up to that much CPU per fault and per idle period of one tracker
+//     thread; set 0 where cores are scarcer than latency matters.
 //   * The latency sample buffer keeps the first `latency_capacity` samples (then counts drops).
 #pragma once
 
@@ -97,15 +104,20 @@ using FillFn = std::function<Status(MutableByteView dst)>;
 
 struct TrackerOptions {
   TrackerKind kind = TrackerKind::kMprotect;
-  uintptr_t base = 0;       // page-aligned start of the app view
-  size_t len = 0;           // multiple of the page size
+  uintptr_t base = 0;         // page-aligned start of the app view
+  size_t len = 0;             // multiple of the page size
   size_t granule = 64 << 10;  // power of two, 4 KiB .. 16 MiB
   // kMprotect: the memfd_secret (or any shared file) mapped MAP_SHARED at [base, base+len) from
   // `memfd_offset`. create() checks this against /proc/self/maps. Not owned (not closed).
   int memfd = -1;
   off_t memfd_offset = 0;
-  unsigned fetch_threads = 2;        // tracker threads serving faults (1..64)
-  size_t max_open_runs = 4096;       // kMprotect mapping budget (see above); SIZE_MAX: no bound
+  unsigned fetch_threads = 2;  // tracker threads serving faults (1..64)
+  // Waking a sleeping thread costs more than a whole fault on a VM, so: one idle tracker thread
+  // polls for the next request this long before sleeping (both kinds), and a faulting thread
+  // spins this long on its granule before sleeping on it (kMprotect; a uffd-faulting thread
+  // sleeps in the kernel). 0: always sleep at once.
+  uint32_t spin_ns = 20000;
+  size_t max_open_runs = 4096;        // kMprotect mapping budget (see above); SIZE_MAX: no bound
   size_t latency_capacity = 1 << 18;  // fault latency samples kept
   // Called on a tracker thread before the process aborts (see "Failure policy"). Default: none
   // (the message alone goes to stderr).
@@ -127,7 +139,7 @@ class FaultTracker {
     uint64_t open_runs = 0;               // kMprotect: separately opened runs now
     uint64_t max_open_runs_seen = 0;      // kMprotect: peak of open_runs
     uint64_t mprotect_calls = 0;
-    uint64_t uffd_eexist_pages = 0;       // kUffd: pages found already present by UFFDIO_COPY
+    uint64_t uffd_eexist_pages = 0;  // kUffd: pages found already present by UFFDIO_COPY
     uint64_t latency_samples_dropped = 0;
   };
 
@@ -158,6 +170,14 @@ class FaultTracker {
   // Same, but `fill` writes the granule in place (kMprotect: straight into the restorer's view).
   // If `fill` fails, the granule returns to not-restored (a waiting thread gets it fetched).
   Status install_with(uint64_t granule, const FillFn& fill);
+
+  // kMprotect: enter the restorer's view of granules [first, first + count) into the page tables
+  // (one read per page), so that installs and fetches do not take a minor fault per page
+  // (~1.3 µs/page here: 16 per 64 KiB granule; memfd_secret ignores MAP_POPULATE and refuses
+  // MADV_POPULATE_WRITE). Pages the memfd does not have yet get allocated (the EAUG analogue,
+  // ~15 µs/page). Call it in the prepare phase, off the downtime path; several threads may run it
+  // on disjoint ranges. Harmless at any time (it only reads). No-op for kUffd.
+  Status prefault_restorer_view(uint64_t first_granule, uint64_t count);
 
   bool restored(uint64_t granule) const;  // its data is in (it may still be staged)
   uint64_t granule_count() const;
