@@ -163,6 +163,20 @@ Result<OwnedFrame> expect(Channel& ch, FrameType type, std::chrono::milliseconds
   }
 }
 
+// Progress callback shared by the manager and its workers: one line at a time.
+class Reporter {
+ public:
+  explicit Reporter(const ProgressFn& fn) : fn_(fn) {}
+  void operator()(const std::string& phase, uint64_t total, uint64_t done) {
+    std::lock_guard lk(mu_);
+    if (fn_) fn_({{"phase", phase}, {"pages_total", total}, {"pages_done", done}});
+  }
+
+ private:
+  const ProgressFn& fn_;
+  std::mutex mu_;
+};
+
 // The JSON object of a STATS frame (an empty object if it is not valid JSON: STATS is
 // informational and never trusted).
 nlohmann::json stats_json(const OwnedFrame& f) {
@@ -282,11 +296,7 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
   st["role"] = "source";
   auto t_start = Clock::now();
   Channel ch(fd, o.capture_path, wire::Direction::kSourceToTarget);
-  std::mutex report_mu;  // workers report too: one progress line at a time
-  auto report = [&](const std::string& phase, uint64_t total, uint64_t done) {
-    std::lock_guard lk(report_mu);
-    if (progress) progress({{"phase", phase}, {"pages_total", total}, {"pages_done", done}});
-  };
+  Reporter report(progress);
   auto failed = [&](const Error& err, bool frozen) {
     out.kind = MigrationOutcome::kFailed;
     out.error = err.message;
@@ -591,11 +601,8 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
   st["role"] = "target";
   auto t_start = Clock::now();
   Channel ch(fd, o.capture_path, wire::Direction::kTargetToSource);
-  std::mutex report_mu;  // workers report too: one progress line at a time
-  auto report = [&](const std::string& phase, uint64_t total, uint64_t done) {
-    std::lock_guard lk(report_mu);
-    if (progress) progress({{"phase", phase}, {"pages_total", total}, {"pages_done", done}});
-  };
+  Reporter report(progress);
+
   // Any failure: the enclave refuses to run; give the source an abort token if we can.
   auto refuse = [&](const Error& err) {
     auto tok = mcall(e, abi::kEcallMigMakeAbort, {});
