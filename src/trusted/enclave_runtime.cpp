@@ -190,24 +190,32 @@ abi::EnclaveLayout layout() {
 }
 
 namespace {
+// Lazy, thread-safe initialisation without __cxa_guard (usable from malloc during dlopen):
+// state 0 = not yet, 1 = initialising, 2 = ready.
+template <typename Init>
+EnclaveHeap& init_once(std::atomic<int>& state, EnclaveHeap& h, Init&& init) {
+  if (state.load(std::memory_order_acquire) == 2) return h;
+  int expected = 0;
+  if (state.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
+    init(h);
+    state.store(2, std::memory_order_release);
+  } else {
+    while (state.load(std::memory_order_acquire) != 2) {
+    }
+  }
+  return h;
+}
+
 CONSTMIG_INSTANCE EnclaveHeap g_instance_heap;
 CONSTMIG_INSTANCE std::atomic<int> g_instance_state{0};
 thread_local bool t_instance_alloc = false;
 }  // namespace
 
 EnclaveHeap& instance_heap() {
-  if (g_instance_state.load(std::memory_order_acquire) == 2) return g_instance_heap;
-  int expected = 0;
-  if (g_instance_state.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
+  return init_once(g_instance_state, g_instance_heap, [](EnclaveHeap& h) {
     const abi::BootPage* bp = validated_boot_page();
-    g_instance_heap.init(reinterpret_cast<void*>(bp->scratch_base), bp->scratch_size,
-                         bp->scratch_size);
-    g_instance_state.store(2, std::memory_order_release);
-  } else {
-    while (g_instance_state.load(std::memory_order_acquire) != 2) {
-    }
-  }
-  return g_instance_heap;
+    h.init(reinterpret_cast<void*>(bp->scratch_base), bp->scratch_size, bp->scratch_size);
+  });
 }
 
 InstanceAllocScope::InstanceAllocScope() : prev_(t_instance_alloc) {
@@ -251,17 +259,10 @@ size_t route_usable_size(const void* p) {
 }
 
 EnclaveHeap& heap() {
-  if (g_heap_state.load(std::memory_order_acquire) == 2) return g_heap;
-  int expected = 0;
-  if (g_heap_state.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
+  return init_once(g_heap_state, g_heap, [](EnclaveHeap& h) {
     const abi::BootPage* bp = validated_boot_page();
-    g_heap.init(reinterpret_cast<void*>(bp->heap_base), abi::kHeapMaxReserve, bp->heap_limit);
-    g_heap_state.store(2, std::memory_order_release);
-  } else {
-    while (g_heap_state.load(std::memory_order_acquire) != 2) {
-    }
-  }
-  return g_heap;
+    h.init(reinterpret_cast<void*>(bp->heap_base), abi::kHeapMaxReserve, bp->heap_limit);
+  });
 }
 
 int32_t ocall(uint32_t id, ByteView in, std::vector<uint8_t>& out, size_t max_out) {
