@@ -150,9 +150,12 @@ int serve(Running& r, const RunArgs& a) {
                      const std::function<void(const nlohmann::json&)>& emit) {
     std::string cmd = req.value("cmd", "");
     if (cmd == "status") {
-      nlohmann::json j = {{"event", "result"},           {"ok", true},
-                          {"app", r.app->name()},        {"platform", "emulated"},
-                          {"app_stats", r.app->stats()}, {"migrated_away", migrated.load()}};
+      nlohmann::json j = {{"event", "result"},
+                          {"ok", true},
+                          {"app", r.app->name()},
+                          {"platform", "emulated"},
+                          {"app_stats", r.app->stats(true)},
+                          {"migrated_away", migrated.load()}};
       if (!migrated && !r.enclave->app_ecalls_held()) {
         if (auto hs = r.enclave->heap_stats(); hs.ok()) {
           j["heap"] = {{"in_use", hs->in_use}, {"top", hs->top}, {"limit", hs->limit}};

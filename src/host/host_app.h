@@ -44,7 +44,9 @@ class HostApp {
   // `downtime` ends at the first ECALL served (DESIGN §3), even before clients return.
   virtual Status probe(platform::Enclave& enclave) = 0;
   virtual void stop() = 0;
-  virtual nlohmann::json stats() = 0;
+  // detailed: also what is costly to compute (e.g. a digest of the whole store); asked by
+  // `constmig status`, never by the periodic stats line.
+  virtual nlohmann::json stats(bool detailed = false) = 0;
   // One line telling the user how to reach the app.
   virtual std::string endpoint() const = 0;
 };

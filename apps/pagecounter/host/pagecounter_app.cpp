@@ -79,7 +79,7 @@ class PagecounterApp final : public host::HostApp {
     for (auto& t : touchers_) t.join();
     touchers_.clear();
   }
-  nlohmann::json stats() override {
+  nlohmann::json stats(bool /*detailed*/) override {
     return {{"rounds", rounds_.load()},
             {"touches", touches_.load()},
             {"checks_passed", checks_.load()},
