@@ -75,6 +75,18 @@ def spawn(host, args, log):
     return p
 
 
+def stop_all():
+    """Ctrl-C every process this case started; kill what does not exit within 10 s."""
+    for p in PROCS:
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)
+    for p in PROCS:
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 def log_of(p):
     with open(p.logname) as f:
         return f.read()
@@ -431,14 +443,7 @@ def case_stop_and_copy_netns():
         check(status(c)["app_stats"]["last_error"] == "", "oracle passes on host b")
     finally:
         NETNS_PREFIX = None
-        for p in PROCS:
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-        for p in PROCS:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all()
         subprocess.run([script, "down", "--prefix", prefix], capture_output=True)
 
 
@@ -469,14 +474,7 @@ def main():
         print(f"FAIL {name}: {e}")
         rc = 1
     finally:
-        for p in PROCS:
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-        for p in PROCS:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all()
         if rc != 0:
             for p in PROCS:
                 print(f"---- {p.logname}")
