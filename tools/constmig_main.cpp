@@ -125,8 +125,10 @@ Result<Running> create_app_enclave(const RunArgs& a) {
 
 host::MigrateOptions migrate_options_from(const nlohmann::json& req) {
   host::MigrateOptions o;
-  std::string mode = req.value("mode", "stop-and-copy");
-  o.mode = mode == "constmig" ? wire::Mode::kConstMig : wire::Mode::kStopAndCopy;
+  std::string mode = req.value("mode", "constmig");
+  o.mode = mode == "stop-and-copy" ? wire::Mode::kStopAndCopy : wire::Mode::kConstMig;
+  if (auto t = host::parse_tracker(req.value("tracker", "fault")); t.ok()) o.tracker = *t;
+  o.granule_pages = req.value("granule_pages", 16u);
   o.workers = req.value("workers", 2);
   o.batch_pages = req.value("batch_pages", 0u);
   o.capture_path = req.value("capture", "");
@@ -191,12 +193,6 @@ int serve(Running& r, const RunArgs& a) {
             {"ok", false},
             {"error",
              migrated ? "this enclave already migrated away" : "a migration is already running"}});
-      return;
-    }
-    if (req.value("mode", "stop-and-copy") == "constmig") {
-      emit({{"event", "result"},
-            {"ok", false},
-            {"error", "--mode constmig (live) is not implemented yet; use --mode stop-and-copy"}});
       return;
     }
     auto fd = host::tcp_connect(req.value("to", ""), 10000);
@@ -471,17 +467,29 @@ int main(int argc, char** argv) {
   recv->add_option("--stats-interval", ra.stats_interval, "seconds between stats lines (0 = off)")
       ->capture_default_str();
 
-  std::string control, to, mode = "stop-and-copy", fault = "none", capture, replay;
+  std::string control, to, mode = "constmig", tracker = "fault", fault = "none", capture, replay;
   int workers = 2;
-  uint32_t batch = 0;
+  uint32_t batch = 0, granule = 16;
   auto* mig = cli.add_subcommand(
       "migrate", "send a running app (constmig run --control PATH) to a target (constmig receive)");
   mig->add_option("--control", control, "control socket of the SOURCE process")->required();
   mig->add_option("--to", to, "HOST:PORT where `constmig receive --listen` waits")->required();
   mig->add_option("--mode", mode,
-                  "stop-and-copy (the MigSGX baseline); constmig (live) arrives with issue #5")
+                  "constmig: live, the target resumes after the small state and fetches the heap "
+                  "in the background and on demand; stop-and-copy: the whole heap moves while "
+                  "the app is stopped (the MigSGX baseline)")
       ->capture_default_str()
       ->check(CLI::IsMember({"stop-and-copy", "constmig"}));
+  mig->add_option("--tracker", tracker,
+                  "constmig mode: how the target keeps the app off pages not yet arrived: fault "
+                  "(mprotect + SIGSEGV on the secret heap) or uffd (userfaultfd; the target heap "
+                  "becomes ordinary, non-secret memory: for comparison)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"fault", "uffd"}));
+  mig->add_option("--granule-pages", granule,
+                  "constmig mode: pages fetched together when the app touches a missing page")
+      ->capture_default_str()
+      ->check(CLI::IsMember({1, 2, 4, 8, 16, 32, 64, 128, 256}));
   mig->add_option("--workers", workers, "encrypt workers on the source")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
@@ -541,6 +549,8 @@ int main(int argc, char** argv) {
     return cmd_migrate(control, {{"cmd", "migrate"},
                                  {"to", to},
                                  {"mode", mode},
+                                 {"tracker", tracker},
+                                 {"granule_pages", granule},
                                  {"workers", workers},
                                  {"batch_pages", batch},
                                  {"fault", fault},

@@ -15,6 +15,11 @@
 //                         keys, restored-page bitmaps, the crypto library's allocations.
 //   base + kHeapOffset    ConstMigLib heap, memfd_secret, reserved kHeapMaxReserve bytes;
 //                         pages materialise on first touch.
+//   base + kRestoreOffset the restore window: a second mapping of the SAME memfd_secret file as
+//                         the heap, always read-write. In a live migration (ConstMig mode) the
+//                         target's heap pages stay inaccessible until restored (Fault Tracker);
+//                         the enclave decrypts incoming pages through this window, then the
+//                         host opens them in the heap view. Never used by app code.
 //
 // Only standard-library headers may be included here: both sides use this file.
 #pragma once
@@ -34,6 +39,8 @@ inline constexpr uint64_t kScratchSize = 64ull << 20;
 inline constexpr uint64_t kHeapOffset = 1ull << 30;
 inline constexpr uint64_t kHeapMaxReserve = 64ull << 30;
 inline constexpr uint64_t kHeapMinSize = 16ull << 20;
+inline constexpr uint64_t kRestoreOffset = kHeapOffset + kHeapMaxReserve;
+inline constexpr uint64_t kEnclaveSpan = kRestoreOffset + kHeapMaxReserve;  // whole range
 inline constexpr uint32_t kMaxThreadSlots = 256;
 inline constexpr uint64_t kBootMagic = 0x544f4f42474d4343ull;  // "CCMGBOOT"
 
@@ -87,7 +94,8 @@ enum RuntimeEcall : uint32_t {
   kEcallMigForceResume = 0xFFFF010Eu,
   kEcallMigReset = 0xFFFF010Fu,
   kEcallMigStatus = 0xFFFF0110u,
-  kEcallMigLast = 0xFFFF0110u,
+  kEcallMigGoLive = 0xFFFF0111u,
+  kEcallMigLast = 0xFFFF0111u,
 };
 
 // Migration state of an enclave instance (kEcallMigStatus).
@@ -99,6 +107,7 @@ enum MigState : uint32_t {
   kMigImporting = 4,  // target: receiving state; app ECALLs refused
   kMigDead = 5,       // source after commit: refuses every app ECALL, forever
   kMigFailed = 6,     // target that refused the incoming state: never runs the app
+  kMigLive = 7,       // target in a live migration: runs app ECALLs while heap pages arrive
 };
 
 // What the enclave itself says about its memory (kEcallLayout). The trusted side decides what

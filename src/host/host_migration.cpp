@@ -1,11 +1,16 @@
 // Migration Manager (UNTRUSTED). See host_migration.h.
 #include "host/host_migration.h"
 
+#include "platform/host_fault_tracker.h"
+
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
@@ -45,11 +50,33 @@ class Channel {
   // Thread-safe. Builds the frame (header + payload), records it, writes it.
   Status send(FrameType type, ByteView payload, uint16_t flags = 0,
               std::vector<uint8_t>* frame_copy = nullptr) {
+    wait_for_urgent();
     std::lock_guard lk(send_mu_);
     buf_.clear();
     CM_TRY(enc_.append(type, flags, payload, buf_));
     if (frame_copy) *frame_copy = buf_;
     return write_locked(buf_);
+  }
+  // Live mode: urgent frames (answers to page requests, the requests themselves) go before any
+  // ordinary frame that has not started yet: ordinary senders wait while one is pending.
+  Status send_urgent(FrameType type, ByteView payload, uint16_t flags = 0) {
+    {
+      std::lock_guard lk(prio_mu_);
+      ++urgent_waiting_;
+    }
+    Status s;
+    {
+      std::lock_guard lk(send_mu_);
+      std::vector<uint8_t> frame;
+      s = enc_.append(type, flags, payload, frame);
+      if (s.ok()) s = write_locked(frame);
+    }
+    {
+      std::lock_guard lk(prio_mu_);
+      --urgent_waiting_;
+    }
+    prio_cv_.notify_all();
+    return s;
   }
   // Raw bytes (fault injection: replays, forged headers, truncation). Does not touch seq.
   Status send_raw(ByteView bytes) {
@@ -130,7 +157,14 @@ class Channel {
     bytes_sent_ += b.size();
     return ok_status();
   }
+  void wait_for_urgent() {
+    std::unique_lock lk(prio_mu_);
+    prio_cv_.wait(lk, [&] { return urgent_waiting_ == 0; });
+  }
   int fd_;
+  std::mutex prio_mu_;
+  std::condition_variable prio_cv_;
+  int urgent_waiting_ = 0;
   std::mutex send_mu_;
   wire::FrameEncoder enc_;
   wire::FrameReader reader_;
@@ -191,9 +225,17 @@ void send_error(Channel& ch, const Error& e) {
   (void)ch.send(FrameType::kError, p);
 }
 
-// Handshake common to both roles. Returns the peer's HELLO.
+// Handshake common to both roles. The source sends its HELLO first; the target reads it first
+// and runs the mode the source asked for (`mode` is set to it; the enclaves check both agree).
 Status handshake(platform::Enclave& e, const platform::Platform& plat, HostApp& app, Channel& ch,
-                 wire::Role role, wire::Mode mode, std::chrono::milliseconds to) {
+                 wire::Role role, wire::Mode& mode, std::chrono::milliseconds to) {
+  std::optional<OwnedFrame> early_peer;
+  if (role == wire::Role::kTarget) {
+    CM_ASSIGN_OR_RETURN(OwnedFrame f, expect(ch, FrameType::kHello, to));
+    CM_ASSIGN_OR_RETURN(wire::Hello ph, wire::decode_hello(f.payload));
+    mode = ph.mode;
+    early_peer = std::move(f);
+  }
   std::vector<uint8_t> in;
   ByteWriter w(in);
   w.u8(static_cast<uint8_t>(role));
@@ -214,7 +256,11 @@ Status handshake(platform::Enclave& e, const platform::Platform& plat, HostApp& 
   std::vector<uint8_t> payload;
   CM_TRY(wire::encode_hello(hello, payload));
   CM_TRY(ch.send(FrameType::kHello, payload));
-  CM_ASSIGN_OR_RETURN(OwnedFrame peer, expect(ch, FrameType::kHello, to));
+  if (!early_peer) {
+    CM_ASSIGN_OR_RETURN(OwnedFrame f, expect(ch, FrameType::kHello, to));
+    early_peer = std::move(f);
+  }
+  OwnedFrame& peer = *early_peer;
   std::vector<uint8_t> pin;
   ByteWriter pw(pin);
   pw.u32(static_cast<uint32_t>(peer.payload.size()));
@@ -273,6 +319,7 @@ Result<Fault> parse_fault(const std::string& n) {
       {"forge-manifest", Fault::kForgeManifest},
       {"oversize-length", Fault::kOversizeLength},
       {"earlier-migration", Fault::kEarlierMigration},
+      {"corrupt-urgent", Fault::kCorruptUrgent},
   };
   for (auto& [name, f] : kAll) {
     if (n == name) return f;
@@ -283,7 +330,18 @@ Result<Fault> parse_fault(const std::string& n) {
 
 std::string fault_names() {
   return "none, corrupt-ciphertext, corrupt-tag, duplicate-page, replay-frame, reorder-frames, "
-         "drop-page, truncate, forge-manifest, oversize-length, earlier-migration";
+         "drop-page, truncate, forge-manifest, oversize-length, earlier-migration, "
+         "corrupt-urgent";
+}
+
+Result<Tracker> parse_tracker(const std::string& n) {
+  if (n == "fault" || n == "mprotect") return Tracker::kFault;
+  if (n == "uffd" || n == "userfaultfd") return Tracker::kUffd;
+  return make_error(Errc::kInvalidArgument, "unknown tracker '" + n + "' (known: fault, uffd)");
+}
+
+const char* tracker_name(Tracker t) {
+  return t == Tracker::kUffd ? "uffd" : "fault";
 }
 
 // ---- source -------------------------------------------------------------------------------------
@@ -307,7 +365,12 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
   };
 
   report("setup", 0, 0);
-  if (auto h = handshake(e, plat, app, ch, wire::Role::kSource, o.mode, o.io_timeout); !h.ok()) {
+  wire::Mode mode = o.mode;
+  if (o.mode == wire::Mode::kConstMig) {
+    st["tracker"] = tracker_name(o.tracker);
+    st["granule-bytes"] = static_cast<uint64_t>(o.granule_pages) * abi::kPageSize;
+  }
+  if (auto h = handshake(e, plat, app, ch, wire::Role::kSource, mode, o.io_timeout); !h.ok()) {
     (void)mcall(e, abi::kEcallMigReset, {});
     return failed(h.error(), false);
   }
@@ -315,7 +378,10 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
   {
     auto hs = e.heap_stats();
     uint64_t top = hs.ok() ? hs->top : 0;
-    std::string j = nlohmann::json{{"prepare-heap-top", top}}.dump();
+    std::string j = nlohmann::json{{"prepare-heap-top", top},
+                                   {"tracker", tracker_name(o.tracker)},
+                                   {"granule-pages", o.granule_pages}}
+                        .dump();
     Status ps = ch.send(FrameType::kStats, as_bytes_view(j));
     while (ps.ok()) {
       auto f = ch.recv(o.io_timeout);
@@ -383,7 +449,18 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
   }
   st["freeze-time"] = ms_since(t_stop);
 
-  // ---- heap stream: workers encrypt batches inside the enclave and send them.
+  // ---- heap stream: workers encrypt batches inside the enclave and send them. In live mode the
+  // target already runs the app: a receiver thread answers its page requests on the urgent path
+  // (they pre-empt the stream), and the stream's chunks shrink on a request and grow again while
+  // nobody faults (CRIU's adaptive transfer). Every page is claimed once inside the enclave, so a
+  // page sent urgently is skipped by the stream and vice versa.
+  const bool live = o.mode == wire::Mode::kConstMig;
+  if (live) {
+    downtime_bytes = ch.bytes_sent();  // the target resumes on what was sent so far
+    // Keep at most this much unsent stream data in the kernel: an urgent frame waits behind it.
+    int lowat = 128 << 10;
+    (void)::setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof lowat);
+  }
   std::atomic<uint64_t> cursor{0}, pushed{0}, zero_pages{0}, batches{0};
   std::mutex err_mu;
   std::optional<Error> worker_err;
@@ -415,33 +492,117 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
   // batch_pages DATA records. batch_pages defaults so that source and target buffers together
   // stay within 1% of the heap (see auto_batch_pages).
   const uint32_t batch = o.batch_pages ? o.batch_pages : auto_batch_pages(heap_top, o.workers);
+  const uint32_t min_chunk = live ? std::min<uint32_t>(16, batch) : batch;
+  std::atomic<uint32_t> chunk{min_chunk};
   st["batch-pages"] = batch;
   st["buffer-bytes"] = static_cast<uint64_t>(std::max(1, o.workers)) *
                        (wire::kPagesHeaderSize + batch * wire::kDataRecordSize);
+
+  // ---- receiver: everything the target sends from here on (page requests, stats, verdict).
+  std::atomic<bool> stop_stream{false}, stream_over{false};
+  std::atomic<uint64_t> requests{0}, urgent_pages{0}, urgent_bytes{0}, urgent_frames{0};
+  std::mutex urgent_mu;  // held while an urgent answer is exported and sent
+  bool manifest_sent = false;
+  nlohmann::json target_stats = nlohmann::json::object();
+  std::optional<OwnedFrame> verdict;
+  Error verdict_err{Errc::kIo, "no verdict from the target"};
+  std::thread receiver([&] {
+    std::vector<uint8_t> ubuf(wire::kPagesHeaderSize +
+                              wire::kMaxPagesPerRequest * wire::kDataRecordSize + 64);
+    std::vector<uint8_t> in;
+    auto quiet_since = Clock::now();
+    for (;;) {
+      auto f = ch.recv(std::chrono::milliseconds(1000));
+      if (!f.ok()) {
+        // Silence is normal while the stream runs; after it, the verdict must come in time.
+        if (f.error().code == Errc::kTimeout &&
+            (!stream_over || Clock::now() - quiet_since < o.io_timeout)) {
+          if (!stream_over) quiet_since = Clock::now();
+          continue;
+        }
+        verdict_err = f.take_error();
+        break;
+      }
+      quiet_since = Clock::now();
+      FrameType t = f->header.type;
+      if (t == FrameType::kStats) {
+        target_stats = stats_json(*f);
+      } else if (t == FrameType::kError) {
+        auto er = wire::decode_error(f->payload);
+        verdict_err = make_error(Errc::kState,
+                                 "target reported: " + (er.ok() ? er->message : std::string("?")));
+        stop_stream = true;  // an ABORT usually follows
+      } else if (t == FrameType::kCommit || t == FrameType::kAbort) {
+        verdict = std::move(f).value();
+        break;
+      } else if (t == FrameType::kPageRequest && live) {
+        auto q = wire::decode_page_request(f->payload);
+        if (!q.ok() || q->first >= pages) continue;  // nothing we could answer
+        uint32_t count = static_cast<uint32_t>(std::min<uint64_t>(q->count, pages - q->first));
+        chunk = min_chunk;
+        ++requests;
+        std::lock_guard ul(urgent_mu);
+        if (manifest_sent) continue;  // everything was sent already; it is on its way
+        in.clear();
+        ByteWriter w(in);
+        w.u64(q->first);
+        w.u32(count);
+        auto n = e.ecall(abi::kEcallMigExportPages, in, ubuf);
+        Status us = n.ok() ? ok_status() : Status(n.take_error());
+        if (us.ok() && *n > 0) {
+          MutableByteView payload(ubuf.data(), *n);
+          std::vector<wire::PageRecord> recs;
+          if (wire::decode_pages(payload, recs).ok()) {
+            for (auto& r : recs) urgent_pages += r.run;
+          }
+          if (urgent_frames == 0 && o.fault == Fault::kCorruptUrgent) {
+            flip(payload, payload.size() - 1);  // the last record's tag (DATA or ZERO)
+          }
+          us = ch.send_urgent(FrameType::kPages, payload, wire::kFlagUrgent);
+          urgent_bytes += *n + wire::kHeaderSize;
+          ++urgent_frames;
+        }
+        if (!us.ok()) {
+          std::lock_guard lk(err_mu);
+          if (!worker_err) worker_err = us.take_error();
+          stop_stream = true;
+        }
+      }
+      // Anything else (a PAGE_REQUEST in stop-and-copy mode, ...) is ignored: the target's
+      // enclave decides, and nothing here is trusted.
+    }
+    stop_stream = true;  // a verdict or a dead connection: streaming on is pointless
+  });
+
   auto worker = [&]() {
     std::vector<uint8_t> buf(wire::kPagesHeaderSize + batch * wire::kDataRecordSize + 64);
     std::vector<uint8_t> in;
-    while (true) {
+    while (!stop_stream) {
       {
         std::lock_guard lk(err_mu);
         if (worker_err) return;
       }
-      uint64_t first = cursor.fetch_add(batch);
+      uint32_t ck = chunk.load();
+      uint64_t first = cursor.fetch_add(ck);
       if (first >= pages) return;
-      uint32_t count = static_cast<uint32_t>(std::min<uint64_t>(batch, pages - first));
+      uint32_t count = static_cast<uint32_t>(std::min<uint64_t>(ck, pages - first));
+      uint64_t req_before = requests.load();
       in.clear();
       ByteWriter w(in);
       w.u64(first);
       w.u32(count);
       auto n = e.ecall(abi::kEcallMigExportPages, in, buf);
       Status ws = n.ok() ? ok_status() : Status(n.take_error());
-      uint64_t b = batches.fetch_add(1);
+      if (ws.ok() && *n == 0) continue;  // every page of the range went out urgently
+      uint64_t b = ws.ok() ? batches.fetch_add(1) : 0;
+      uint64_t sent_pages = 0;
       if (ws.ok()) {
         MutableByteView payload(buf.data(), *n);
         // Count kinds for stats.
         std::vector<wire::PageRecord> recs;
         if (wire::decode_pages(payload, recs).ok()) {
           for (auto& r : recs) {
+            sent_pages += r.run;
             if (r.kind == wire::PageKind::kZero) zero_pages += r.run;
           }
         }
@@ -449,7 +610,7 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
         if (b == 0 && o.fault == Fault::kCorruptCiphertext) flip(payload, 8 + 8 + 1 + 8 + 100);
         if (b == 0 && o.fault == Fault::kCorruptTag) flip(payload, 8 + 8 + 1 + 8 + 4096 + 3);
         if (b == 0 && o.fault == Fault::kDropPage) {
-          pushed += count;
+          pushed += sent_pages;
           continue;
         }
         if (o.fault == Fault::kReorderFrames && b < 2) {
@@ -493,21 +654,25 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
         if (!worker_err) worker_err = ws.take_error();
         return;
       }
-      uint64_t done = pushed.fetch_add(count) + count;
-      if (b % 64 == 0) report("heap-stream", pages, done);
+      // Adaptive chunks: double while no page request came in during this batch.
+      if (live && requests.load() == req_before) chunk = std::min(ck * 2, batch);
+      uint64_t done = pushed.fetch_add(sent_pages) + sent_pages;
+      if (b % 64 == 0) report("heap-stream", pages, done + urgent_pages.load());
     }
   };
   if (s.ok()) {
     std::vector<std::thread> ts;
     for (int i = 0; i < std::max(1, o.workers); ++i) ts.emplace_back(worker);
     for (auto& t : ts) t.join();
+    std::lock_guard lk(err_mu);
     if (worker_err) s = *worker_err;
   }
   st["pages-time"] = ms_since(t_pages);
   st["pages-pushed"] = pushed.load();
   st["zero-pages"] = zero_pages.load();
 
-  if (s.ok()) {
+  if (s.ok() && !stop_stream) {
+    std::lock_guard ul(urgent_mu);  // no urgent answer may follow the manifest
     auto man = mcall(e, abi::kEcallMigManifest, {});
     if (!man.ok()) {
       s = man.take_error();
@@ -516,40 +681,24 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
       if (o.fault == Fault::kForgeManifest) flip(m, m.size() - 20);
       s = ch.send(FrameType::kManifest, m);
     }
+    manifest_sent = true;
   }
-  downtime_bytes = ch.bytes_sent();
-  report("commit", pages, pushed.load());
+  // A local failure (not the link): tell the target, whose abort token then lets us resume.
+  if (!s.ok() && s.error().code != Errc::kIo) send_error(ch, s.error());
+  if (!live) downtime_bytes = ch.bytes_sent();
+  stream_over = true;
+  report("commit", pages, pushed.load() + urgent_pages.load());
 
   // ---- verdict from the target: COMMIT (we die), ABORT (we resume), or nothing (we stay frozen).
-  nlohmann::json target_stats = nlohmann::json::object();
-  std::optional<OwnedFrame> verdict;
-  Error verdict_err{Errc::kIo, "no verdict from the target"};
-  for (;;) {
-    auto f = ch.recv(o.io_timeout);
-    if (!f.ok()) {
-      verdict_err = f.take_error();
-      break;
-    }
-    if (f->header.type == FrameType::kStats) {
-      target_stats = stats_json(*f);
-      continue;
-    }
-    if (f->header.type == FrameType::kError) {
-      auto er = wire::decode_error(f->payload);
-      verdict_err = make_error(Errc::kState,
-                               "target reported: " + (er.ok() ? er->message : std::string("?")));
-      continue;  // an ABORT usually follows
-    }
-    if (f->header.type == FrameType::kCommit || f->header.type == FrameType::kAbort) {
-      verdict = std::move(f).value();
-      break;
-    }
-  }
+  receiver.join();
   st["transferred"] = ch.bytes_sent();
   st["precopy-bytes"] = 0;
   st["downtime-bytes"] = downtime_bytes;
-  st["postcopy-bytes"] = 0;
-  st["postcopy-requests"] = 0;
+  st["postcopy-bytes"] = live ? ch.bytes_sent() - downtime_bytes : 0;
+  st["urgent-bytes"] = urgent_bytes.load();
+  st["postcopy-requests"] = requests.load();
+  st["postcopy-pages"] = urgent_pages.load();
+  st["urgent-frames"] = urgent_frames.load();
   if (!target_stats.empty()) st["target"] = target_stats;
 
   if (verdict && verdict->header.type == FrameType::kCommit) {
@@ -593,21 +742,221 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
 
 // ---- target -------------------------------------------------------------------------------------
 
+namespace {
+
+// Live (ConstMig) restore on a target: counts the pages the enclave installed per Fault Tracker
+// granule, opens a granule for the app once all its pages are in, and serves the tracker's fetches
+// (a thread touched a granule that is not in) with an urgent PAGE_REQUEST to the source.
+class LiveRestore {
+ public:
+  LiveRestore(Channel& ch, uint64_t pages, uint32_t granule_pages)
+      : ch_(ch),
+        pages_(pages),
+        gpages_(granule_pages),
+        granules_((pages + granule_pages - 1) / granule_pages),
+        count_(new std::atomic<uint32_t>[granules_ ? granules_ : 1]()),
+        requested_(new std::atomic<uint8_t>[granules_ ? granules_ : 1]()) {}
+
+  Status start(platform::Enclave& e, Tracker kind, std::function<void(const Error&)> on_fatal) {
+    const platform::EnclaveRanges& r = e.ranges();
+    window_ = reinterpret_cast<uint8_t*>(r.restore_base);
+    platform::TrackerOptions t;
+    t.kind =
+        kind == Tracker::kUffd ? platform::TrackerKind::kUffd : platform::TrackerKind::kMprotect;
+    t.base = r.heap_base;
+    t.len = pages_ * abi::kPageSize;
+    t.granule = static_cast<size_t>(gpages_) * abi::kPageSize;
+    if (kind == Tracker::kFault) {
+      t.memfd = r.heap_fd;
+      t.memfd_offset = 0;
+      t.restorer_view = window_;
+    }
+    t.on_fatal = std::move(on_fatal);
+    CM_ASSIGN_OR_RETURN(tracker_,
+                        platform::FaultTracker::create(
+                            t, [this](uint64_t g, platform::FetchReason why, MutableByteView dst) {
+                              return fetch(g, why, dst);
+                            }));
+    return tracker_->arm();
+  }
+
+  // The output of MigImportPages: u32 installed, u32 n, n x (u64 first, u32 run).
+  Status installed(ByteView out) {
+    ByteReader r(out);
+    (void)r.u32();
+    uint32_t n = r.u32();
+    for (uint32_t i = 0; i < n && r.ok(); ++i) {
+      uint64_t first = r.u64();
+      uint32_t run = r.u32();
+      if (!r.ok() || first >= pages_ || run > pages_ - first) break;
+      for (uint64_t g = first / gpages_; g * gpages_ < first + run; ++g) {
+        uint64_t lo = std::max<uint64_t>(first, g * gpages_);
+        uint64_t hi = std::min<uint64_t>(first + run, (g + 1) * gpages_);
+        auto add = static_cast<uint32_t>(hi - lo);
+        if (count_[g].fetch_add(add, std::memory_order_acq_rel) + add == pages_in(g)) {
+          CM_TRY(open(g));
+        }
+      }
+    }
+    if (!r.ok()) return make_error(Errc::kInternal, "MigImportPages: malformed enclave output");
+    return ok_status();
+  }
+
+  // All pages are in (the manifest checked): everything accessible, tracker gone.
+  Status finish() {
+    if (!tracker_) return ok_status();
+    Status s = tracker_->disarm();
+    stats_ = tracker_->stats();
+    latencies_ = tracker_->fault_latencies_ns();
+    tracker_.reset();
+    return s;
+  }
+  // The migration failed: fetches never return (this process is about to end).
+  void fail() {
+    failed_ = true;
+    std::lock_guard lk(mu_);
+    cv_.notify_all();
+  }
+
+  uint64_t requests() const { return requests_; }
+  uint64_t complete_granules() const { return complete_; }
+  platform::FaultTracker::Stats stats() const { return tracker_ ? tracker_->stats() : stats_; }
+  std::vector<uint64_t> latencies() const {
+    return tracker_ ? tracker_->fault_latencies_ns() : latencies_;
+  }
+
+ private:
+  uint32_t pages_in(uint64_t g) const {
+    return static_cast<uint32_t>(std::min<uint64_t>(gpages_, pages_ - g * gpages_));
+  }
+  bool complete(uint64_t g) const {
+    return count_[g].load(std::memory_order_acquire) == pages_in(g);
+  }
+
+  // Tracker thread: a thread touched granule g, which is not open.
+  Status fetch(uint64_t g, platform::FetchReason, MutableByteView dst) {
+    if (!complete(g)) {
+      if (requested_[g].exchange(1) == 0) {
+        std::vector<uint8_t> p;
+        CM_TRY(wire::encode_page_request({g * gpages_, pages_in(g)}, p));
+        ++requests_;
+        // If the link is down the migration fails on the receiving side and the process ends;
+        // until then this thread waits like the faulting one.
+        (void)ch_.send_urgent(FrameType::kPageRequest, p);
+      }
+      std::unique_lock lk(mu_);
+      cv_.wait(lk, [&] { return complete(g) || failed_.load(); });
+      while (failed_) cv_.wait(lk);  // never resume a thread on pages that did not arrive
+    }
+    // kMprotect: dst IS the restore window (the enclave decrypted into it). kUffd: a staging
+    // buffer that the tracker copies into the app's anonymous memory.
+    if (dst.data() != window_ + g * gpages_ * abi::kPageSize) {
+      std::memcpy(dst.data(), window_ + g * gpages_ * abi::kPageSize, dst.size());
+    }
+    return ok_status();
+  }
+
+  Status open(uint64_t g) {
+    ++complete_;
+    Status s;
+    if (tracker_->kind() == platform::TrackerKind::kMprotect) {
+      s = tracker_->install_with(g, [](MutableByteView) { return ok_status(); });
+    } else {
+      s = tracker_->install(
+          g, ByteView(window_ + g * gpages_ * abi::kPageSize, tracker_->granule_bytes(g)));
+    }
+    if (!s.ok() && s.error().code == Errc::kState) s = ok_status();  // a fetch holds it
+    { std::lock_guard lk(mu_); }
+    cv_.notify_all();
+    return s;
+  }
+
+  Channel& ch_;
+  uint64_t pages_;
+  uint32_t gpages_;
+  uint64_t granules_;
+  std::unique_ptr<std::atomic<uint32_t>[]> count_;
+  std::unique_ptr<std::atomic<uint8_t>[]> requested_;
+  uint8_t* window_ = nullptr;
+  std::unique_ptr<platform::FaultTracker> tracker_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::atomic<bool> failed_{false};
+  std::atomic<uint64_t> requests_{0}, complete_{0};
+  platform::FaultTracker::Stats stats_;
+  std::vector<uint64_t> latencies_;
+};
+
+double percentile_us(std::vector<uint64_t> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  size_t i = std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())));
+  return static_cast<double>(v[i]) / 1000.0;
+}
+
+// Prepare phase of a target: populate the heap the source announced (first touch of secret
+// memory is the slow EAUG analogue), in parallel, before the source stops.
+void prefault(platform::Enclave& e, uint64_t pages_to_touch, int workers, bool window) {
+  std::atomic<uint64_t> next{0};
+  std::vector<std::thread> ts;
+  const auto* win = reinterpret_cast<const volatile uint8_t*>(e.ranges().restore_base);
+  for (int i = 0; i < std::max(1, workers); ++i) {
+    ts.emplace_back([&] {
+      constexpr uint64_t kChunk = 4096;  // pages
+      std::vector<uint8_t> in;
+      for (;;) {
+        uint64_t first = next.fetch_add(kChunk);
+        if (first >= pages_to_touch) return;
+        uint64_t n = std::min(kChunk, pages_to_touch - first);
+        in.clear();
+        ByteWriter w(in);
+        w.u64(first);
+        w.u64(n);
+        (void)e.call(abi::kEcallPrefault, in, 64);
+        // Live mode: the restore window's page tables too (the enclave decrypts through it).
+        if (window) {
+          uint8_t sum = 0;
+          for (uint64_t p = first; p < first + n; ++p) sum += win[p * abi::kPageSize];
+          (void)sum;
+        }
+      }
+    });
+  }
+  for (auto& t : ts) t.join();
+}
+
+}  // namespace
+
 MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat, HostApp& app,
                             int fd, const MigrateOptions& o, const ProgressFn& progress) {
   MigrationOutcome out;
   nlohmann::json& st = out.stats;
-  st["mode"] = std::string(wire::mode_name(o.mode));
   st["role"] = "target";
   auto t_start = Clock::now();
   Channel ch(fd, o.capture_path, wire::Direction::kTargetToSource);
   Reporter report(progress);
+  std::unique_ptr<LiveRestore> lr;
+  bool app_resumed = false;  // live mode: the app has run on this state
 
   // Any failure: the enclave refuses to run; give the source an abort token if we can.
   auto refuse = [&](const Error& err) {
     auto tok = mcall(e, abi::kEcallMigMakeAbort, {});
     send_error(ch, err);
     if (tok.ok()) (void)ch.send(FrameType::kAbort, *tok);
+    if (app_resumed) {
+      // The app already ran here and threads may wait for pages that will never come. They must
+      // not run on, so this process ends now; the source resumes from its frozen state with the
+      // abort token (what the app did here since the stop is lost with it).
+      if (lr) lr->fail();
+      ch.drain(std::chrono::seconds(2));
+      std::fprintf(stderr,
+                   "constmig: the live migration was refused after the target resumed the app: "
+                   "%s\n"
+                   "constmig: the source got the abort token and resumes; this process stops\n",
+                   err.message.c_str());
+      std::fflush(stderr);
+      std::_Exit(3);
+    }
     ch.drain(std::chrono::seconds(10));
     out.kind = MigrationOutcome::kFailed;
     out.error = err.message;
@@ -616,14 +965,17 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
     return out;
   };
 
-  if (auto h = handshake(e, plat, app, ch, wire::Role::kTarget, o.mode, o.io_timeout); !h.ok()) {
+  wire::Mode mode = o.mode;
+  if (auto h = handshake(e, plat, app, ch, wire::Role::kTarget, mode, o.io_timeout); !h.ok()) {
     out.error = h.error().message;
     st["status"] = "failed";
     st["error"] = out.error;
     return out;
   }
-  // Prepare: populate the heap the source announced (first touch of secret memory is the slow
-  // EAUG analogue), in parallel, before the source stops. Then say ready.
+  const bool live = mode == wire::Mode::kConstMig;
+  st["mode"] = std::string(wire::mode_name(mode));
+  Tracker tracker = Tracker::kFault;
+  uint32_t granule_pages = 16;
   {
     auto f = ch.recv(o.io_timeout);
     if (!f.ok()) return refuse(f.error());
@@ -631,29 +983,39 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
       return refuse(make_error(Errc::kFormat, "expected the source's STATS (prepare), got " +
                                                   wire::frame_type_name(f->header.type)));
     }
-    uint64_t top = stats_json(*f).value("prepare-heap-top", 0ull);
+    nlohmann::json pj = stats_json(*f);
+    uint64_t top = pj.value("prepare-heap-top", 0ull);
+    if (live) {
+      auto tk = parse_tracker(pj.value("tracker", std::string("fault")));
+      if (!tk.ok()) return refuse(tk.error());
+      tracker = *tk;
+      granule_pages = pj.value("granule-pages", 16u);
+      if (granule_pages == 0 || granule_pages > wire::kMaxPagesPerRequest ||
+          (granule_pages & (granule_pages - 1)) != 0) {
+        return refuse(
+            make_error(Errc::kInvalidArgument, "granule of " + std::to_string(granule_pages) +
+                                                   " pages: use a power of two from 1 to " +
+                                                   std::to_string(wire::kMaxPagesPerRequest)));
+      }
+      st["tracker"] = tracker_name(tracker);
+      st["granule-bytes"] = static_cast<uint64_t>(granule_pages) * abi::kPageSize;
+      if (tracker == Tracker::kUffd) {
+        if (auto us = platform::FaultTracker::uffd_supported(); !us.ok()) return refuse(us.error());
+      }
+    }
     auto t_pre = Clock::now();
     uint64_t pages_to_touch = std::min<uint64_t>(top / abi::kPageSize + (top / abi::kPageSize) / 8,
                                                  e.ranges().heap_reserve / abi::kPageSize);
     auto hs = e.heap_stats();
     if (hs.ok()) pages_to_touch = std::min<uint64_t>(pages_to_touch, hs->limit / abi::kPageSize);
-    std::atomic<uint64_t> next{0};
-    std::vector<std::thread> ts;
-    for (int i = 0; i < std::max(1, o.workers); ++i) {
-      ts.emplace_back([&] {
-        constexpr uint64_t kChunk = 4096;  // pages
-        for (;;) {
-          uint64_t first = next.fetch_add(kChunk);
-          if (first >= pages_to_touch) return;
-          std::vector<uint8_t> in;
-          ByteWriter w(in);
-          w.u64(first);
-          w.u64(std::min(kChunk, pages_to_touch - first));
-          (void)e.call(abi::kEcallPrefault, in, 64);
-        }
-      });
+    if (live && tracker == Tracker::kUffd) {
+      // The heap view becomes anonymous memory (this instance's own heap contents go: nothing
+      // reads them before the source's state replaces them). No prefault: UFFDIO_COPY brings its
+      // own fresh pages.
+      if (auto us = e.use_anonymous_heap(); !us.ok()) return refuse(us.error());
+    } else {
+      prefault(e, pages_to_touch, o.workers, live);
     }
-    for (auto& t : ts) t.join();
     st["prefault-time"] = ms_since(t_pre);
     st["prefault-bytes"] = pages_to_touch * abi::kPageSize;
     std::string j = nlohmann::json{{"ready", true}}.dump();
@@ -663,33 +1025,106 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
   report("waiting for the stop phase", 0, 0);
 
   uint64_t hold_ns = 0, pages = 0;
-  // Small state (after the source's STATS).
-  for (;;) {
+  // Small state (after the source's STATS), then host state.
+  bool have_small = false;
+  while (true) {
     auto f = ch.recv(o.io_timeout);
     if (!f.ok()) return refuse(f.error());
-    if (f->header.type == FrameType::kStats) {
+    FrameType t = f->header.type;
+    if (t == FrameType::kStats) {
       hold_ns = stats_json(*f).value("hold-ns", hold_ns);
       continue;
     }
-    if (f->header.type != FrameType::kSmallState) {
-      return refuse(make_error(
-          Errc::kFormat, "expected SMALL_STATE, got " + wire::frame_type_name(f->header.type)));
+    if (t == FrameType::kError) {
+      auto er = wire::decode_error(f->payload);
+      return refuse(make_error(Errc::kState,
+                               "source reported: " + (er.ok() ? er->message : std::string("?"))));
     }
-    auto r = mcall(e, abi::kEcallMigImportSmall, f->payload);
-    if (!r.ok()) return refuse(r.error());
-    ByteReader rr(*r);
-    pages = rr.u64();
-    st["heap-bytes"] = rr.u64();
-    break;
+    if (!have_small && t == FrameType::kSmallState) {
+      auto r = mcall(e, abi::kEcallMigImportSmall, f->payload);
+      if (!r.ok()) return refuse(r.error());
+      ByteReader rr(*r);
+      pages = rr.u64();
+      st["heap-bytes"] = rr.u64();
+      have_small = true;
+      continue;
+    }
+    if (have_small && t == FrameType::kHostState) {
+      auto r = mcall(e, abi::kEcallMigOpenHostState, f->payload, f->payload.size() + 64);
+      if (!r.ok()) return refuse(r.error());
+      if (auto rs = app.restore_state(*r); !rs.ok()) return refuse(rs.error());
+      break;
+    }
+    return refuse(make_error(Errc::kFormat, std::string("expected ") +
+                                                (have_small ? "HOST_STATE" : "SMALL_STATE") +
+                                                ", got " + wire::frame_type_name(t)));
   }
   auto t_stream = Clock::now();
-  // Host state, pages, manifest. PAGES go to decrypt workers through a bounded queue.
+
+  // Live: arm the tracker over the source's heap layout, go live, let app ECALLs in. The first
+  // one served ends the downtime; it may already fault and fetch pages, so it runs on its own
+  // thread while this one receives.
+  std::thread prober;
+  std::atomic<bool> stream_done{false};
+  std::thread sampler;
+  nlohmann::json timeline = nlohmann::json::array();
+  std::atomic<uint64_t> installed{0};
+  std::mutex tl_mu;  // timeline, probe_error
+  std::string probe_error;
+  if (live) {
+    if (pages > 0) {
+      lr = std::make_unique<LiveRestore>(ch, pages, granule_pages);
+      auto on_fatal = [&](const Error& err) {
+        auto tok = mcall(e, abi::kEcallMigMakeAbort, {});
+        send_error(ch, err);
+        if (tok.ok()) (void)ch.send(FrameType::kAbort, *tok);
+      };
+      if (auto ts = lr->start(e, tracker, on_fatal); !ts.ok()) return refuse(ts.error());
+    }
+    if (auto gl = mcall(e, abi::kEcallMigGoLive, {}); !gl.ok()) return refuse(gl.error());
+    app_resumed = true;
+    e.release_app_ecalls();
+    prober = std::thread([&] {
+      Status rs = app.probe(e);
+      if (!rs.ok()) {
+        std::lock_guard lk(tl_mu);
+        probe_error = rs.error().message;
+      }
+    });
+    sampler = std::thread([&] {
+      auto t0 = Clock::now();
+      while (!stream_done) {
+        {
+          std::lock_guard lk(tl_mu);
+          timeline.push_back({{"t-ms", ms_since(t0)},
+                              {"pages-installed", installed.load()},
+                              {"postcopy-requests", lr ? lr->requests() : 0}});
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+    });
+    report("live: app resumed, heap streaming", pages, 0);
+  }
+  auto stop_live_threads = [&] {
+    stream_done = true;
+    if (sampler.joinable()) sampler.join();
+    if (prober.joinable()) prober.join();
+  };
+
+  // Pages and manifest. PAGES go to decrypt workers through a bounded queue; urgent ones (answers
+  // to page requests) are imported at once on this thread.
   std::mutex qmu;
   std::condition_variable qcv;
   std::deque<std::vector<uint8_t>> queue;
   bool closing = false;
   std::optional<Error> werr;
-  std::atomic<uint64_t> installed{0};
+  auto import = [&](ByteView payload) -> Status {
+    CM_ASSIGN_OR_RETURN(auto r, mcall(e, abi::kEcallMigImportPages, payload, 64 << 10));
+    ByteReader rr(r);
+    installed += rr.u32();
+    if (lr) CM_TRY(lr->installed(r));
+    return ok_status();
+  };
   const size_t qcap = static_cast<size_t>(std::max(2, 2 * o.workers));
   auto worker = [&] {
     for (;;) {
@@ -702,17 +1137,13 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
         queue.pop_front();
       }
       qcv.notify_all();
-      auto r = mcall(e, abi::kEcallMigImportPages, p, 64);
-      if (!r.ok()) {
+      if (Status r = import(p); !r.ok()) {
         std::lock_guard lk(qmu);
         if (!werr) werr = r.take_error();
         closing = true;
         qcv.notify_all();
         return;
       }
-      ByteReader rr(*r);
-      uint64_t done = installed.fetch_add(rr.u32());
-      (void)done;
     }
   };
   std::vector<std::thread> ts;
@@ -728,7 +1159,7 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
   };
   std::optional<OwnedFrame> manifest;
   Status s;
-  uint64_t frames = 0;
+  uint64_t frames = 0, urgent_frames = 0;
   while (s.ok()) {
     auto f = ch.recv(o.io_timeout);
     if (!f.ok()) {
@@ -740,12 +1171,9 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
       if (werr) break;
     }
     FrameType t = f->header.type;
-    if (t == FrameType::kHostState) {
-      auto r = mcall(e, abi::kEcallMigOpenHostState, f->payload, f->payload.size() + 64);
-      if (!r.ok())
-        s = r.take_error();
-      else
-        s = app.restore_state(*r);
+    if (t == FrameType::kPages && (f->header.flags & wire::kFlagUrgent)) {
+      ++urgent_frames;
+      s = import(f->payload);
     } else if (t == FrameType::kPages) {
       std::unique_lock lk(qmu);
       qcv.wait(lk, [&] { return queue.size() < qcap || closing; });
@@ -777,18 +1205,49 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
   st["population-time"] = ms_since(t_stream);
   st["pages-installed"] = installed.load();
 
-  // Resume: release app ECALLs (the host half was resumed by the caller and waits at the
-  // gate) and serve the first ECALL: downtime ends.
-  e.release_app_ecalls();
-  Status rs = app.probe(e);
+  if (live) {
+    if (lr) {
+      if (Status fs = lr->finish(); !fs.ok()) st["tracker-error"] = fs.error().message;
+      auto ts2 = lr->stats();
+      auto lat = lr->latencies();
+      st["postcopy-requests"] = lr->requests();
+      st["faults"] = ts2.faults;
+      st["fetched-on-demand"] = ts2.fetched_on_demand;
+      st["postcopy-blocktime"] = static_cast<double>(ts2.blocktime_ns) / 1e6;
+      st["fault-latency-p50-us"] = percentile_us(lat, 0.50);
+      st["fault-latency-p99-us"] = percentile_us(lat, 0.99);
+      st["fault-latency-max-us"] = percentile_us(lat, 1.0);
+      st["max-open-runs"] = ts2.max_open_runs_seen;
+    } else {
+      st["postcopy-requests"] = 0;
+    }
+    st["urgent-frames"] = urgent_frames;
+    stop_live_threads();
+    std::lock_guard lk(tl_mu);
+    timeline.push_back({{"t-ms", ms_since(t_stream)},
+                        {"pages-installed", installed.load()},
+                        {"postcopy-requests", lr ? lr->requests() : 0}});
+    st["population-timeline"] = timeline;
+    if (!probe_error.empty()) st["resume-error"] = probe_error;
+  } else {
+    // Resume: release app ECALLs (the host half was resumed by the caller and waits at the
+    // gate) and serve the first ECALL: downtime ends.
+    e.release_app_ecalls();
+    Status rs = app.probe(e);
+    if (!rs.ok()) st["resume-error"] = rs.error().message;
+  }
   uint64_t first_served = e.first_served_after_release_ns();
-  if (!rs.ok()) st["resume-error"] = rs.error().message;
   st["first-served-ns"] = first_served;
   if (hold_ns && first_served > hold_ns)
     st["downtime"] = static_cast<double>(first_served - hold_ns) / 1e6;
   st["total-time"] = ms_since(t_start);
   st["status"] = "completed";
   std::string js = st.dump();
+  if (js.size() > wire::kMaxStatsText) {  // a long timeline: keep the summary
+    nlohmann::json small = st;
+    small.erase("population-timeline");
+    js = small.dump();
+  }
   (void)ch.send(FrameType::kStats, as_bytes_view(js));
   Status cs = ch.send(FrameType::kCommit, *commit);
   if (!cs.ok()) st["commit-send-error"] = cs.error().message;  // source stays frozen, never resumes

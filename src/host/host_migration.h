@@ -32,6 +32,7 @@ enum class Fault {
   kForgeManifest,      // flip a byte of the sealed manifest
   kOversizeLength,     // a frame header announcing a 1 GiB payload
   kEarlierMigration,   // inject a PAGES frame recorded from an earlier migration
+  kCorruptUrgent,      // live mode: flip a ciphertext byte of the first answer to a page request
 };
 Result<Fault> parse_fault(const std::string& name);
 
@@ -39,10 +40,21 @@ Result<Fault> parse_fault(const std::string& name);
 uint32_t auto_batch_pages(uint64_t heap_bytes, int workers);
 std::string fault_names();
 
+// How a live (ConstMig) target keeps the app off heap pages that have not arrived yet.
+enum class Tracker {
+  kFault,  // mprotect + SIGSEGV on the secret heap (default; SGX-like: EAUG'd memory stays secret)
+  kUffd,   // userfaultfd + UFFDIO_COPY; the target heap becomes ordinary anonymous memory
+};
+Result<Tracker> parse_tracker(const std::string& name);
+const char* tracker_name(Tracker t);
+
 struct MigrateOptions {
-  wire::Mode mode = wire::Mode::kStopAndCopy;
-  int workers = 2;           // encrypt (source) / decrypt (target) workers
-  uint32_t batch_pages = 0;  // pages per PAGES frame (<= 1024); 0 = auto_batch_pages
+  wire::Mode mode = wire::Mode::kConstMig;
+  // Live mode (the source chooses; the target follows what the source's prepare message says).
+  Tracker tracker = Tracker::kFault;
+  uint32_t granule_pages = 16;  // Fault Tracker granule: pages fetched together on a fault
+  int workers = 2;              // encrypt (source) / decrypt (target) workers
+  uint32_t batch_pages = 0;     // pages per PAGES frame (<= 1024); 0 = auto_batch_pages
   std::chrono::milliseconds quiesce_timeout{10000};
   std::chrono::milliseconds io_timeout{60000};
   std::string capture_path;    // record the stream this side SENDS (constmig inspect)

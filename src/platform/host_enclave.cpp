@@ -127,7 +127,7 @@ Result<CheckedImage> load_and_check(const std::string& path) {
                                          " MiB; the limit is " +
                                          std::to_string(abi::kImageMaxSize >> 20) + " MiB");
   }
-  if (img.info.base + abi::kHeapOffset + abi::kHeapMaxReserve > (1ull << 47)) {
+  if (img.info.base + abi::kEnclaveSpan > (1ull << 47)) {
     return make_error(Errc::kFormat, "enclave base " + hex_addr(img.info.base) +
                                          " leaves no room for the enclave heap below 128 TiB");
   }
@@ -156,6 +156,7 @@ class EmulatedEnclave final : public Enclave {
     // The image stays mapped (glibc may not unload it); the heap and boot page go. One
     // enclave per image base per process: a later create() at the same base fails cleanly.
     if (heap_ != MAP_FAILED && heap_ != nullptr) munmap(heap_, abi::kHeapMaxReserve);
+    if (window_ != MAP_FAILED && window_ != nullptr) munmap(window_, abi::kHeapMaxReserve);
     if (scratch_ != MAP_FAILED && scratch_ != nullptr) munmap(scratch_, abi::kScratchSize);
     if (heap_fd_ >= 0) ::close(heap_fd_);
     if (boot_ != MAP_FAILED && boot_ != nullptr) munmap(boot_, abi::kBootSize);
@@ -269,6 +270,22 @@ class EmulatedEnclave final : public Enclave {
   uint64_t first_served_after_release_ns() const override {
     std::lock_guard lk(gate_mu_);
     return first_served_ns_;
+  }
+
+  Status use_anonymous_heap() override {
+    if (ranges_.heap_anonymous) return ok_status();
+    if (!app_ecalls_held()) {
+      return make_error(Errc::kState, "use_anonymous_heap: app ECALLs must be held");
+    }
+    void* p = mmap(reinterpret_cast<void*>(ranges_.heap_base), abi::kHeapMaxReserve,
+                   PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE,
+                   -1, 0);
+    if (p == MAP_FAILED) {
+      return make_error(Errc::kResourceExhausted,
+                        "cannot replace the enclave heap by anonymous memory: " + errno_str(errno));
+    }
+    ranges_.heap_anonymous = true;
+    return ok_status();
   }
 
   int32_t dispatch_ocall(uint32_t id, const uint8_t* in, size_t in_len, uint8_t* out,
@@ -441,6 +458,17 @@ class EmulatedEnclave final : public Enclave {
                             std::to_string(abi::kHeapMaxReserve >> 30) + " GiB reserve) at " +
                             hex_addr(ranges_.heap_base) + ": " + errno_str(e) + hint);
     }
+    // The restore window: the same secret file again, read-write (live-migration restores).
+    ranges_.restore_base = base + abi::kRestoreOffset;
+    ranges_.heap_fd = heap_fd_;
+    window_ =
+        mmap(reinterpret_cast<void*>(ranges_.restore_base), abi::kHeapMaxReserve,
+             PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED_NOREPLACE | MAP_NORESERVE, heap_fd_, 0);
+    if (window_ == MAP_FAILED) {
+      return make_error(Errc::kResourceExhausted, "cannot map the enclave restore window at " +
+                                                      hex_addr(ranges_.restore_base) + ": " +
+                                                      errno_str(errno));
+    }
     // Per-instance scratch: secret, never migrated.
     int sfd = static_cast<int>(syscall(SYS_memfd_secret, O_CLOEXEC));
     if (sfd < 0)
@@ -597,6 +625,7 @@ class EmulatedEnclave final : public Enclave {
   std::vector<std::string> ecall_names_;
   void* boot_ = nullptr;
   void* heap_ = nullptr;
+  void* window_ = nullptr;
   void* scratch_ = nullptr;
   int heap_fd_ = -1;
   int image_fd_ = -1;

@@ -67,6 +67,12 @@ struct EnclaveRanges {
   uintptr_t globals_begin = 0, globals_end = 0;  // writable, non-RELRO data of the image
   uintptr_t heap_base = 0;
   uint64_t heap_reserve = 0;
+  // The restore window (abi::kRestoreOffset): the heap's backing file mapped a second time,
+  // read-write. heap_fd is that file (memfd_secret), owned by the enclave. heap_anonymous: the
+  // heap view was switched to anonymous memory (use_anonymous_heap); the window keeps the file.
+  uintptr_t restore_base = 0;
+  int heap_fd = -1;
+  bool heap_anonymous = false;
 };
 
 class Enclave {
@@ -95,6 +101,12 @@ class Enclave {
   // after the last release (0 = none yet).
   virtual uint64_t hold_started_ns() const = 0;
   virtual uint64_t first_served_after_release_ns() const = 0;
+
+  // userfaultfd tracking needs private anonymous memory, which memfd_secret is not: replaces the
+  // heap view [heap_base, +heap_reserve) by empty anonymous memory (NOT secret: other processes
+  // with ptrace rights can read it). The restore window keeps the secret file. Only for a target
+  // before it imports (the heap contents are dropped); app ECALLs must be held. Irreversible.
+  virtual Status use_anonymous_heap() = 0;
 };
 
 // CLOCK_REALTIME in ns (what migration timestamps use: comparable across processes).

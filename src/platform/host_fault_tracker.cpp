@@ -222,6 +222,7 @@ struct FaultTracker::Impl {
   std::unique_ptr<std::atomic<uint32_t>[]> st;
 
   uint8_t* rw = nullptr;           // kMprotect: the restorer's read-write view
+  bool rw_owned = true;            // mapped by us (not TrackerOptions::restorer_view)
   int pipe_rd = -1, pipe_wr = -1;  // kMprotect: fault requests (granule index, 8 bytes)
   int uffd = -1, evfd = -1;        // kUffd
   bool uffd_user_mode_only = false;
@@ -249,7 +250,7 @@ struct FaultTracker::Impl {
   std::atomic<uint64_t> lat_n{0};
 
   ~Impl() {
-    if (rw != nullptr) munmap(rw, len);
+    if (rw != nullptr && rw_owned) munmap(rw, len);
     for (int fd : {pipe_rd, pipe_wr, uffd, evfd}) {
       if (fd >= 0) ::close(fd);
     }
@@ -982,8 +983,28 @@ Result<std::unique_ptr<FaultTracker>> FaultTracker::create(const TrackerOptions&
                                                     " is not fully mapped (hole at " + hex(expect) +
                                                     ")");
     }
-    void* rw = mmap(nullptr, o.len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, o.memfd,
-                    o.memfd_offset);
+    void* rw = o.restorer_view;
+    if (rw != nullptr) {
+      // The caller's view: it must map the same file from the same offset, read-write.
+      auto ml = read_maps(reinterpret_cast<uintptr_t>(rw), o.len);
+      bool good = !ml.empty();
+      uintptr_t at = reinterpret_cast<uintptr_t>(rw);
+      for (const MapsLine& m : ml) {
+        uint64_t want = static_cast<uint64_t>(o.memfd_offset) + (std::max(m.start, at) - at);
+        uint64_t got = m.offset + (std::max(m.start, at) - m.start);
+        good = good && m.inode == sb.st_ino && m.perms.rfind("rw-s", 0) == 0 && got == want;
+      }
+      if (!good) {
+        return make_error(Errc::kInvalidArgument,
+                          "mprotect fault tracker: restorer_view must be a read-write MAP_SHARED "
+                          "mapping of the same memfd as " +
+                              range);
+      }
+      t.rw_owned = false;
+    } else {
+      rw = mmap(nullptr, o.len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, o.memfd,
+                o.memfd_offset);
+    }
     if (rw == MAP_FAILED) {
       return make_error(Errc::kResourceExhausted,
                         "mprotect fault tracker: mapping the restorer's view of " + range +

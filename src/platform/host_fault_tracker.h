@@ -111,6 +111,10 @@ struct TrackerOptions {
   // `memfd_offset`. create() checks this against /proc/self/maps. Not owned (not closed).
   int memfd = -1;
   off_t memfd_offset = 0;
+  // kMprotect: an existing read-write MAP_SHARED view of the same file from memfd_offset, len
+  // bytes, to use as the restorer's view instead of mapping one (e.g. the enclave's restore
+  // window, which trusted code decrypts into). Not owned. nullptr: the tracker maps its own.
+  void* restorer_view = nullptr;
   unsigned fetch_threads = 2;  // tracker threads serving faults (1..64)
   // Waking a sleeping thread costs more than a whole fault on a VM, so: one idle tracker thread
   // polls for the next request this long before sleeping (both kinds), and a faulting thread

@@ -313,13 +313,18 @@ extern "C" __attribute__((visibility("default"))) int32_t constmig_enclave_ecall
   if (id >= abi::kEcallMigFirst && id <= abi::kEcallMigLast) {
     return constmig::trusted::mig::dispatch(slot, id, in, in_len, out, out_cap, out_len);
   }
+  // Refusals allocate nothing: in a failed live migration the heap may hold pages that never
+  // arrived, and touching them would block this thread for good.
+  if (const char* why = nullptr;
+      id < abi::kFirstRuntimeEcall && !constmig::trusted::mig::app_enter(&why)) {
+    set_error(out, out_cap, out_len, why);
+    return abi::kEcallRefused;
+  }
   std::string err;
   int32_t st = abi::kEcallOk;
   try {
     std::vector<uint8_t> result;
-    if (id < abi::kFirstRuntimeEcall && !constmig::trusted::mig::app_enter(&err)) {
-      st = abi::kEcallRefused;
-    } else if (id >= 0xFFFF0000u) {
+    if (id >= 0xFFFF0000u) {
       std::vector<uint8_t> in_copy(in, in + in_len);
       st = run_builtin(slot, id, constmig::ByteView(in_copy.data(), in_copy.size()), result, err);
     } else {

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Migration test matrix: drives real constmig processes (run / receive / migrate / status).
 
-Usage: migration_test.py --bin BUILD/bin CASE
-Each case prints what it checks and exits 0 (pass), 1 (fail) or 77 (skip).
+Usage: migration_test.py --bin BUILD/bin [--mode stop-and-copy|fault|uffd] CASE
+Each case prints what it checks and exits 0 (pass), 1 (fail) or 77 (skip). Every case runs under
+each migration mode: stop-and-copy, and live (ConstMig) with the fault (mprotect) or the uffd
+tracker; ctest names them migration.<mode>.<case>.
 Hosts are two processes on 127.0.0.1 with SEPARATE platform keys (CONSTMIG_HOME), each
 trusting the other, like two machines.
 """
@@ -21,6 +23,16 @@ import time
 BIN = None
 TMP = None
 PROCS = []
+MODE = "fault"
+MODE_ARGS = {
+    "stop-and-copy": ["--mode", "stop-and-copy"],
+    "fault": ["--mode", "constmig", "--tracker", "fault"],
+    "uffd": ["--mode", "constmig", "--tracker", "uffd"],
+}
+
+
+def live():
+    return MODE != "stop-and-copy"
 
 
 class Fail(Exception):
@@ -133,9 +145,14 @@ def start_target(app, extra, listen_port, image=None):
     return p, c
 
 
+def migrate_cmd(src_ctl, to, *extra):
+    return [os.path.join(BIN, "constmig"), "migrate", "--control", src_ctl, "--to", to] + \
+        MODE_ARGS[MODE] + list(extra)
+
+
 def migrate(src_ctl, port, *extra):
-    r = subprocess.run([os.path.join(BIN, "constmig"), "migrate", "--control", src_ctl, "--to",
-                        f"127.0.0.1:{port}"] + list(extra), capture_output=True, text=True, timeout=120)
+    r = subprocess.run(migrate_cmd(src_ctl, f"127.0.0.1:{port}", *extra), capture_output=True,
+                       text=True, timeout=120)
     stats = None
     try:
         stats = json.loads(r.stdout) if r.stdout.strip() else None
@@ -154,7 +171,7 @@ def pagecounter_ok(c, min_checks=1):
 
 # ---- cases -----------------------------------------------------------------------------------
 
-def case_stop_and_copy_pagecounter():
+def case_pagecounter():
     setup_hosts()
     port = free_port()
     src, sc = start_source("pagecounter", ["--pages", "48", "--max-memory", "256M", "--io-threads", "4"])
@@ -163,8 +180,21 @@ def case_stop_and_copy_pagecounter():
     rc, stats, err = migrate(sc, port, "--capture", os.path.join(TMP, "s.cap"))
     check(rc == 0, f"migrate succeeded (rc={rc}) {err[-300:]}")
     check(stats["status"] == "completed", "status completed")
-    check(stats["pages-pushed"] == stats["heap-bytes"] // 4096, "every heap page pushed")
+    pages = stats["heap-bytes"] // 4096
+    check(stats["pages-pushed"] + stats.get("postcopy-pages", 0) == pages,
+          f"every heap page sent once: {stats['pages-pushed']} streamed + "
+          f"{stats.get('postcopy-pages', 0)} on demand = {pages}")
     check(stats.get("downtime", 0) > 0, f"downtime measured: {stats.get('downtime')} ms")
+    t = stats.get("target", {})
+    check(t.get("mode") == ("stop-and-copy" if not live() else "constmig"), f"target ran {t.get('mode')}")
+    if live():
+        check(t.get("tracker") == MODE, f"target tracked pages with {t.get('tracker')}")
+        check(t.get("pages-installed") == pages, "the target installed every page")
+        check(len(t.get("population-timeline", [])) >= 1, "population timeline recorded")
+        check(t.get("postcopy-requests") == stats.get("postcopy-requests"),
+              f"{stats.get('postcopy-requests')} page requests sent and answered")
+        print(f"  info: downtime {stats['downtime']:.1f} ms, {t.get('faults')} faults, "
+              f"{t.get('postcopy-requests')} requests, p50 {t.get('fault-latency-p50-us')} us")
     wait_for(lambda: src.poll() is not None, 20, "source to exit after commit")
     before = status(tc)["app_stats"]
     wait_for(lambda: pagecounter_ok(tc, before["checks_passed"] + 2)[0], 30,
@@ -188,7 +218,7 @@ def kv_cmd(port, *args, timeout=5):
     return data.decode(errors="replace")
 
 
-def case_stop_and_copy_kvstore_writers():
+def case_kvstore_writers():
     setup_hosts()
     port, sport, tport = free_port(), free_port(), free_port()
     src, sc = start_source("kvstore", ["--port", str(sport), "--max-memory", "256M"])
@@ -274,10 +304,17 @@ FAULT_EXPECT = {
     "forge-manifest": "MANIFEST record failed authentication",
     "oversize-length": "",
     "earlier-migration": "failed authentication",
+    "corrupt-urgent": "failed authentication",
 }
 
 
+LIVE_ONLY_FAULTS = {"corrupt-urgent"}
+
+
 def run_fault(fault):
+    if fault in LIVE_ONLY_FAULTS and not live():
+        print(f"SKIP: {fault} needs a live migration")
+        raise SystemExit(77)
     setup_hosts()
     port = free_port()
     src, sc = start_source("pagecounter", ["--pages", "16", "--max-memory", "128M", "--io-threads", "2"])
@@ -397,6 +434,31 @@ def case_target_too_small():
     check(stats is not None and stats.get("status") == "aborted", "source resumed with the abort token")
 
 
+def case_live_small_granules():
+    """Live only: 4 KiB granules over a 512 MiB heap (131072 granules, twice vm.max_map_count)
+    touched at random by 4 threads: the tracker keeps its mappings bounded and the oracle holds."""
+    if not live():
+        print("SKIP: live mode only")
+        raise SystemExit(77)
+    setup_hosts()
+    port = free_port()
+    src, sc = start_source("pagecounter", ["--pages", "512", "--max-memory", "1G", "--io-threads", "4"])
+    wait_for(lambda: pagecounter_ok(sc)[0], 60, "source oracle check")
+    tgt, tc = start_target("pagecounter", ["--max-memory", "1G", "--io-threads", "4"], port)
+    rc, stats, err = migrate(sc, port, "--granule-pages", "1")
+    check(rc == 0, f"migrate succeeded (rc={rc}) {err[-300:]}")
+    t = stats.get("target", {})
+    check(t.get("granule-bytes") == 4096, "4 KiB granules")
+    if MODE == "fault":  # uffd never splits the heap's mapping
+        check(0 < t.get("max-open-runs", 0) <= 4096,
+              f"open runs stayed within the mapping budget (peak {t.get('max-open-runs')} <= 4096)")
+    print(f"  info: {t.get('faults')} faults, p50 {t.get('fault-latency-p50-us')} us, "
+          f"p99 {t.get('fault-latency-p99-us')} us, population {t.get('population-time'):.0f} ms")
+    before = status(tc)["app_stats"]
+    wait_for(lambda: pagecounter_ok(tc, before["checks_passed"] + 1)[0], 60, "oracle check on the target")
+    check(status(tc)["app_stats"]["last_error"] == "", "oracle passes on the target")
+
+
 def case_chain_migration():
     """A -> B -> C: a target that received an enclave can send it on (same oracle state)."""
     setup_hosts(names=("a", "b", "c"))
@@ -419,7 +481,7 @@ def case_chain_migration():
           f"C continues the same pages (rounds {before['rounds']} -> {after['rounds']})")
 
 
-def case_stop_and_copy_netns():
+def case_netns():
     """The same oracle migration between two network-namespace hosts over veth."""
     global NETNS_PREFIX
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "netns-hosts.sh")
@@ -436,8 +498,7 @@ def case_stop_and_copy_netns():
         tgt = spawn("b", ["receive", "--app", "pagecounter", "--listen", "10.77.0.2:7000", "--control", c,
                           "--max-memory", "128M", "--stats-interval", "0", "--accept-timeout", "60"], "target.log")
         wait_for(lambda: "waiting for an incoming" in log_of(tgt), 30, "target in namespace b")
-        r = subprocess.run([os.path.join(BIN, "constmig"), "migrate", "--control", sc, "--to", "10.77.0.2:7000"],
-                           capture_output=True, text=True, timeout=120)
+        r = subprocess.run(migrate_cmd(sc, "10.77.0.2:7000"), capture_output=True, text=True, timeout=120)
         check(r.returncode == 0, f"migrated from {prefix}-a (10.77.0.1) to {prefix}-b (10.77.0.2) over veth")
         wait_for(lambda: pagecounter_ok(c, 2)[0], 30, "oracle checks on host b")
         check(status(c)["app_stats"]["last_error"] == "", "oracle passes on host b")
@@ -448,11 +509,21 @@ def case_stop_and_copy_netns():
 
 
 def main():
-    global BIN, TMP
+    global BIN, TMP, MODE
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--bin", required=True)
+    ap.add_argument("--mode", choices=sorted(MODE_ARGS), default="fault")
     ap.add_argument("case")
     a = ap.parse_args()
+    MODE = a.mode
+    if MODE == "uffd" and os.geteuid() != 0:
+        try:
+            unpriv = open("/proc/sys/vm/unprivileged_userfaultfd").read().strip()
+        except OSError:
+            unpriv = "0"
+        if unpriv != "1":
+            print("SKIP: userfaultfd needs root or vm.unprivileged_userfaultfd=1")
+            return 77
     BIN = os.path.abspath(a.bin)
     TMP = tempfile.mkdtemp(prefix="cmtest-")
     name = a.case
@@ -472,6 +543,9 @@ def main():
         rc = e.code if isinstance(e.code, int) else 1
     except Fail as e:
         print(f"FAIL {name}: {e}")
+        rc = 1
+    except Exception as e:  # a timeout or a crash in the harness: still show the logs
+        print(f"FAIL {name}: {type(e).__name__}: {e}")
         rc = 1
     finally:
         stop_all()

@@ -81,6 +81,8 @@ const char* state_name(uint32_t s) {
       return "dead";
     case abi::kMigFailed:
       return "failed";
+    case abi::kMigLive:
+      return "live";
   }
   return "?";
 }
@@ -91,6 +93,12 @@ struct Call {
   std::vector<uint8_t>& out;
   std::string& err;
 };
+
+// A target receiving: IMPORTING (stop-and-copy, app refused) or LIVE (ConstMig, app runs).
+bool receiving(const Context& m) {
+  uint32_t s = m.state;
+  return m.role == wire::Role::kTarget && (s == abi::kMigImporting || s == abi::kMigLive);
+}
 
 int32_t fail(Call& c, int32_t code, std::string msg) {
   c.err = std::move(msg);
@@ -433,6 +441,13 @@ bool page_is_zero(const uint8_t* p) {
   return acc == 0;
 }
 
+// Claims page i for export: true if this call is the first to take it. Every page is exported
+// at most once per migration, whichever path asks first (heap stream or urgent request), so the
+// target's "each page arrives once" rule holds in live mode too.
+bool claim(Context& m, uint64_t i) {
+  return (m.page_bits[i].fetch_or(1) & 1) == 0;
+}
+
 int32_t mig_export_pages(Context& m, Call& c) {
   ByteReader r(c.in);
   uint64_t first = r.u64();
@@ -449,43 +464,63 @@ int32_t mig_export_pages(Context& m, Call& c) {
   auto aead = slot_aead(m, c.slot, true);
   if (!aead.ok()) return fail(c, aead.error());
   const uint8_t* heap_base = reinterpret_cast<const uint8_t*>(boot_page().heap_base);
+  const uint64_t end = first + count;
   wire::PagesBuilder b(c.out, count);
-  for (uint64_t i = first; i < first + count;) {
-    const uint8_t* p = heap_base + i * abi::kPageSize;
-    if (page_is_zero(p)) {
-      uint32_t run = 1;
-      while (i + run < first + count && run < wire::kMaxZeroRun &&
-             page_is_zero(p + run * abi::kPageSize)) {
-        ++run;
-      }
-      uint64_t nonce = m.nonce_send.fetch_add(1) + 1;
-      auto tag = b.add_zero_run(i, run, nonce);
-      if (!tag.ok()) return fail(c, tag.error());
-      wire::Aad aad = wire::page_aad(m.mig_id, i, kEpoch, wire::PageKind::kZero, run);
-      std::array<uint8_t, 16> t{};
-      if (auto st = (*aead)->seal(wire::gcm_nonce(nonce), aad, {}, nullptr, t); !st.ok()) {
-        return fail(c, st.error());
-      }
-      std::memcpy(tag->data(), t.data(), t.size());
-      for (uint32_t k = 0; k < run; ++k) m.page_bits[i + k].fetch_or(3);
-      m.pages_done += run;
-      i += run;
+  auto seal_zero_run = [&](uint64_t at, uint32_t run) -> Status {
+    uint64_t nonce = m.nonce_send.fetch_add(1) + 1;
+    CM_ASSIGN_OR_RETURN(MutableByteView tag, b.add_zero_run(at, run, nonce));
+    wire::Aad aad = wire::page_aad(m.mig_id, at, kEpoch, wire::PageKind::kZero, run);
+    std::array<uint8_t, 16> t{};
+    CM_TRY((*aead)->seal(wire::gcm_nonce(nonce), aad, {}, nullptr, t));
+    std::memcpy(tag.data(), t.data(), t.size());
+    for (uint32_t k = 0; k < run; ++k) m.page_bits[at + k].fetch_or(2);
+    m.pages_done += run;
+    return ok_status();
+  };
+  auto seal_data = [&](uint64_t at) -> Status {
+    uint64_t nonce = m.nonce_send.fetch_add(1) + 1;
+    CM_ASSIGN_OR_RETURN(wire::PagesBuilder::DataSlot slot, b.add_data(at, nonce));
+    wire::Aad aad = wire::page_aad(m.mig_id, at, kEpoch, wire::PageKind::kData);
+    std::array<uint8_t, 16> t{};
+    CM_TRY((*aead)->seal(wire::gcm_nonce(nonce), aad,
+                         ByteView(heap_base + at * abi::kPageSize, abi::kPageSize),
+                         slot.ciphertext.data(), t));
+    std::memcpy(slot.tag.data(), t.data(), t.size());
+    m.pages_done += 1;
+    return ok_status();
+  };
+  for (uint64_t i = first; i < end;) {
+    if (!claim(m, i)) {  // already sent (by the stream or an urgent request)
+      ++i;
       continue;
     }
-    uint64_t nonce = m.nonce_send.fetch_add(1) + 1;
-    auto slot = b.add_data(i, nonce);
-    if (!slot.ok()) return fail(c, slot.error());
-    wire::Aad aad = wire::page_aad(m.mig_id, i, kEpoch, wire::PageKind::kData);
-    std::array<uint8_t, 16> t{};
-    if (auto st = (*aead)->seal(wire::gcm_nonce(nonce), aad, ByteView(p, abi::kPageSize),
-                                slot->ciphertext.data(), t);
-        !st.ok()) {
-      return fail(c, st.error());
+    if (!page_is_zero(heap_base + i * abi::kPageSize)) {
+      if (auto st = seal_data(i); !st.ok()) return fail(c, st.error());
+      ++i;
+      continue;
     }
-    std::memcpy(slot->tag.data(), t.data(), t.size());
-    m.page_bits[i].fetch_or(1);
-    m.pages_done += 1;
-    ++i;
+    // A run of zero pages we own; a claimed non-zero page ends it and goes out as data.
+    uint32_t run = 1;
+    std::optional<uint64_t> data_after;
+    while (i + run < end && run < wire::kMaxZeroRun) {
+      uint64_t j = i + run;
+      if (!claim(m, j)) break;
+      if (!page_is_zero(heap_base + j * abi::kPageSize)) {
+        data_after = j;
+        break;
+      }
+      ++run;
+    }
+    if (auto st = seal_zero_run(i, run); !st.ok()) return fail(c, st.error());
+    i += run;
+    if (data_after) {
+      if (auto st = seal_data(*data_after); !st.ok()) return fail(c, st.error());
+      i = *data_after + 1;
+    }  // else the next iteration skips the page that ended the run (claimed by someone else)
+  }
+  if (b.count() == 0) {  // everything was already sent: an empty answer, nothing to frame
+    c.out.clear();
+    return abi::kEcallOk;
   }
   if (auto st = b.finish(); !st.ok()) return fail(c, st.error());
   return abi::kEcallOk;
@@ -623,7 +658,7 @@ int32_t mig_import_small(Context& m, Call& c) {
 int32_t mig_open_host_state(Context& m, Call& c) {
   std::lock_guard lk(m.mu);
   if (int32_t rc; already_failed(m, c, &rc)) return rc;
-  if (m.role != wire::Role::kTarget || m.state != abi::kMigImporting || m.host_state_done) {
+  if (!receiving(m) || m.host_state_done) {
     return fail(c, abi::kEcallRefused, "MigOpenHostState: needs an importing target, once");
   }
   auto pt = open_record(m, c.slot, wire::FrameType::kHostState, c.in);
@@ -635,7 +670,7 @@ int32_t mig_open_host_state(Context& m, Call& c) {
 
 int32_t mig_import_pages(Context& m, Call& c) {
   if (int32_t rc; already_failed(m, c, &rc)) return rc;
-  if (m.role != wire::Role::kTarget || m.state != abi::kMigImporting) {
+  if (!receiving(m)) {
     return fail(c, abi::kEcallRefused, "MigImportPages: needs an importing target");
   }
   std::vector<wire::PageRecord> recs;
@@ -644,9 +679,16 @@ int32_t mig_import_pages(Context& m, Call& c) {
   }
   auto aead = slot_aead(m, c.slot, false);
   if (!aead.ok()) return fail(c, aead.error());
-  uint8_t* heap_base = reinterpret_cast<uint8_t*>(boot_page().heap_base);
+  // Live mode: the app view of a page not yet restored is inaccessible (Fault Tracker); write
+  // through the restore window (the same memory, always writable). The app cannot see a page
+  // before the host opens it, which it does only after this ECALL reported it installed.
+  const abi::BootPage& bp = boot_page();
+  uint8_t* heap_base = reinterpret_cast<uint8_t*>(
+      m.mode == wire::Mode::kConstMig ? bp.image_base + abi::kRestoreOffset : bp.heap_base);
   std::array<uint8_t, abi::kPageSize> buf;
   uint32_t installed = 0;
+  std::vector<std::pair<uint64_t, uint32_t>> runs;  // what this call installed, for the host
+  runs.reserve(recs.size());
   for (const auto& p : recs) {
     if (p.index >= m.pages || p.run > m.pages - p.index) {
       return fail_target(
@@ -685,16 +727,23 @@ int32_t mig_import_pages(Context& m, Call& c) {
     }
     installed += p.run;
     m.pages_done += p.run;
+    runs.emplace_back(p.index, p.run);
   }
   crypto::wipe(buf);
-  ByteWriter(c.out).u32(installed);
+  ByteWriter w(c.out);
+  w.u32(installed);
+  w.u32(static_cast<uint32_t>(runs.size()));
+  for (auto& [first, run] : runs) {
+    w.u64(first);
+    w.u32(run);
+  }
   return abi::kEcallOk;
 }
 
 int32_t mig_finish(Context& m, Call& c) {
   std::lock_guard lk(m.mu);
   if (int32_t rc; already_failed(m, c, &rc)) return rc;
-  if (m.role != wire::Role::kTarget || m.state != abi::kMigImporting) {
+  if (!receiving(m)) {
     return fail(c, abi::kEcallRefused, "MigFinish: needs an importing target");
   }
   auto pt = open_record(m, c.slot, wire::FrameType::kManifest, c.in);
@@ -731,8 +780,8 @@ int32_t mig_finish(Context& m, Call& c) {
 int32_t mig_make_abort(Context& m, Call& c) {
   std::lock_guard lk(m.mu);
   uint32_t s = m.state;
-  if (m.role != wire::Role::kTarget ||
-      (s != abi::kMigKeyed && s != abi::kMigImporting && s != abi::kMigFailed)) {
+  if (m.role != wire::Role::kTarget || (s != abi::kMigKeyed && s != abi::kMigImporting &&
+                                        s != abi::kMigLive && s != abi::kMigFailed)) {
     return fail(c, abi::kEcallRefused,
                 std::string("MigMakeAbort: no abort possible (enclave is ") + state_name(s) +
                     "; a committed target never aborts)");
@@ -742,6 +791,20 @@ int32_t mig_make_abort(Context& m, Call& c) {
     return fail(c, st.error());
   }
   m.state = abi::kMigFailed;
+  return abi::kEcallOk;
+}
+
+int32_t mig_go_live(Context& m, Call& c) {
+  std::lock_guard lk(m.mu);
+  if (int32_t rc; already_failed(m, c, &rc)) return rc;
+  if (m.role != wire::Role::kTarget || m.state != abi::kMigImporting ||
+      m.mode != wire::Mode::kConstMig || !m.small_state_done || !m.host_state_done) {
+    return fail(c, abi::kEcallRefused,
+                std::string("MigGoLive: needs a ConstMig target that imported its small and host "
+                            "state (enclave is ") +
+                    state_name(m.state) + ")");
+  }
+  m.state = abi::kMigLive;
   return abi::kEcallOk;
 }
 
@@ -761,13 +824,18 @@ void app_exit() {
   g_app_inflight.fetch_sub(1);
 }
 
-bool app_enter(std::string* why) {
+bool app_enter(const char** why) {
   g_app_inflight.fetch_add(1);  // seq_cst: pairs with the freeze's store-then-load
-  std::lock_guard lk(g_ctx_mu);
-  if (g_ctx == nullptr) return true;
-  uint32_t s = g_ctx->state;
-  bool source = g_ctx->role == wire::Role::kSource;
-  if (s == abi::kMigRunning || (source && (s == abi::kMigHandshake || s == abi::kMigKeyed))) {
+  uint32_t s = abi::kMigRunning;
+  bool source = true;
+  {
+    std::lock_guard lk(g_ctx_mu);
+    if (g_ctx == nullptr) return true;
+    s = g_ctx->state;
+    source = g_ctx->role == wire::Role::kSource;
+  }
+  if (s == abi::kMigRunning || (source && (s == abi::kMigHandshake || s == abi::kMigKeyed)) ||
+      (!source && s == abi::kMigLive)) {
     return true;
   }
   g_app_inflight.fetch_sub(1);
@@ -783,7 +851,7 @@ bool app_enter(std::string* why) {
         *why = "enclave refused the incoming migration state: it never runs the app";
         break;
       default:
-        *why = std::string("enclave is receiving a migration (") + state_name(s) + ")";
+        *why = "enclave is receiving a migration";
     }
   }
   return false;
@@ -850,6 +918,9 @@ int32_t dispatch(uint32_t slot, uint32_t id, const uint8_t* in, size_t in_len, u
         break;
       case abi::kEcallMigStatus:
         st = mig_status(m, c);
+        break;
+      case abi::kEcallMigGoLive:
+        st = mig_go_live(m, c);
         break;
       default:
         st = abi::kEcallUnknownId;

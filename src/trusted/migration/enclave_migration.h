@@ -11,7 +11,10 @@
 //   * a source takes its snapshot of the globals in kEcallMigFreeze and from then on nothing
 //     writes to the migrated globals or heap: app ECALLs are refused (FROZEN);
 //   * a target refuses app ECALLs from its first migration ECALL until the manifest proved
-//     every page arrived (stop-and-copy), and forever if anything failed (FAILED).
+//     every page arrived (stop-and-copy), and forever if anything failed (FAILED);
+//   * a ConstMig (live) target runs app ECALLs from MigGoLive on, before the heap has arrived:
+//     the Fault Tracker (host) keeps every page the enclave has not installed inaccessible, and
+//     installs go through the restore window, so the app never reads a page that is not in.
 //
 // ECALLs (ids in common/enclave_abi.h; integers little-endian):
 //   MigHello        in  u8 role (1 source, 2 target), u8 mode, str32 app name
@@ -21,12 +24,18 @@
 //   MigConfirm      in  32 B peer key confirmation                        -> KEYED
 //   MigFreeze       (source) out u64 pages, u64 heap_top, SMALL_STATE payload   -> FROZEN
 //   MigSealHostState(source) in host state bytes; out HOST_STATE payload
-//   MigExportPages  (source) in u64 first, u32 count (<= 1024); out PAGES payload
+//   MigExportPages  (source) in u64 first, u32 count (<= 1024); out PAGES payload of the pages
+//                   in the range not exported before (each page is claimed once, by the heap
+//                   stream or an urgent request, whichever asks first); empty if none is left
 //   MigManifest     (source) out MANIFEST payload (refused unless every page was exported)
 //   MigImportSmall  (target) in SMALL_STATE payload; out u64 pages, u64 heap_top -> IMPORTING
 //   MigOpenHostState(target) in HOST_STATE payload; out plaintext host state
-//   MigImportPages  (target) in PAGES payload; out u32 pages installed
-//   MigFinish       (target) in MANIFEST payload; out COMMIT payload         -> RUNNING
+//   MigImportPages  (target) in PAGES payload; out u32 pages installed, u32 n, n x (u64 first
+//                   page, u32 run) installed. ConstMig mode writes through the restore window
+//                   (abi::kRestoreOffset): the host opens a page for the app only after this.
+//   MigGoLive       (target, ConstMig) after small + host state: app ECALLs run while pages
+//                   keep arriving                                          -> LIVE
+//   MigFinish       (target) in MANIFEST payload; out COMMIT payload  IMPORTING/LIVE -> RUNNING
 //   MigMakeAbort    (target) in str32 reason; out ABORT payload               -> FAILED
 //   MigCommit       (source) in COMMIT payload                               -> DEAD
 //   MigAbort        (source) in ABORT payload                                -> RUNNING
@@ -46,10 +55,12 @@ namespace constmig::trusted::mig {
 int32_t dispatch(uint32_t slot, uint32_t id, const uint8_t* in, size_t in_len, uint8_t* out,
                  size_t out_cap, size_t* out_len);
 
-// App ECALL bracket. app_enter() returns false (with *why) when app ECALLs may not run now;
-// otherwise the caller must call app_exit() when the ECALL returns. A freeze fails while any
-// app ECALL is inside, so a snapshot is never torn even if the host does not quiesce.
-bool app_enter(std::string* why);
+// App ECALL bracket. app_enter() returns false (with *why, a static string) when app ECALLs may
+// not run now; otherwise the caller must call app_exit() when the ECALL returns. Neither
+// allocates nor touches the migrated heap (a live target's heap may not have arrived). A freeze
+// fails while any app ECALL is inside, so a snapshot is never torn even if the host does not
+// quiesce.
+bool app_enter(const char** why);
 void app_exit();
 
 }  // namespace constmig::trusted::mig
