@@ -642,6 +642,45 @@ TEST_P(FaultTrackerTest, CreateValidatesOptions) {
   EXPECT_EQ(load(odd.p + 3 * G - 8), pattern(2, G / 8 - 1));
 }
 
+// kMprotect with a caller's restorer view (the enclave's restore window): fetches and
+// install_with write through that exact view, and a view of another file is refused.
+TEST(FaultTrackerRestorerView, UsesTheCallersViewOfTheSameFile) {
+  constexpr size_t G = 64 << 10;
+  Region r(TrackerKind::kMprotect, 8 * G);
+  ASSERT_NE(r.p, nullptr);
+  void* view = mmap(nullptr, r.len, PROT_READ | PROT_WRITE, MAP_SHARED, r.fd, 0);
+  ASSERT_NE(view, MAP_FAILED);
+  auto* v = static_cast<uint8_t*>(view);
+  std::atomic<int> fetched_in_view{0};
+  auto o = r.options(G);
+  o.restorer_view = view;
+  auto t = FaultTracker::create(o, [&](uint64_t g, FetchReason, MutableByteView dst) {
+    if (dst.data() == v + g * G) fetched_in_view++;
+    fill_pattern(g, dst);
+    return ok_status();
+  });
+  ASSERT_TRUE(t.ok()) << t.error().message;
+  ASSERT_TRUE((*t)->arm().ok());
+  EXPECT_EQ(load(r.p + 2 * G + 16), pattern(2, 2));  // fault: fetched into the caller's view
+  EXPECT_EQ(fetched_in_view.load(), 1);
+  // Background install: the data is already in the view (as the enclave writes it).
+  fill_pattern(5, MutableByteView(v + 5 * G, G));
+  ASSERT_TRUE((*t)->install_with(5, [](MutableByteView) { return ok_status(); }).ok());
+  EXPECT_EQ(load(r.p + 5 * G + 64), pattern(5, 8));
+  t->reset();
+  EXPECT_EQ(load(v + 5 * G + 64), pattern(5, 8));  // the tracker did not unmap the caller's view
+  munmap(view, r.len);
+  // A view of another file is refused.
+  Region other(TrackerKind::kMprotect, 8 * G);
+  ASSERT_NE(other.p, nullptr);
+  o.restorer_view = other.p;
+  auto bad =
+      FaultTracker::create(o, [](uint64_t, FetchReason, MutableByteView) { return ok_status(); });
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().code, Errc::kInvalidArgument);
+  EXPECT_NE(bad.error().message.find("restorer_view"), std::string::npos) << bad.error().message;
+}
+
 INSTANTIATE_TEST_SUITE_P(Kinds, FaultTrackerTest,
                          testing::Values(TrackerKind::kMprotect, TrackerKind::kUffd), kind_name);
 

@@ -313,3 +313,41 @@ TEST(Platform, EnclaveReportsWhatMigratesAndWhatDoesNot) {
   reinterpret_cast<volatile uint8_t*>(lay.scratch_base)[0] = 1;
   EXPECT_EQ(child_reads(getpid(), lay.scratch_base, 64), 1);
 }
+
+TEST(Platform, RestoreWindowIsTheHeapsSecretMemoryAgain) {
+  auto l = load_pagecounter();
+  ASSERT_TRUE(pc::pc_init(*l.enclave, u64s({1})).ok());
+  const auto& r = l.enclave->ranges();
+  EXPECT_EQ(r.restore_base, r.image_base + constmig::abi::kRestoreOffset);
+  EXPECT_GE(r.heap_fd, 0);
+  EXPECT_FALSE(r.heap_anonymous);
+  // Same bytes through both views, both ways.
+  auto* heap = reinterpret_cast<volatile uint8_t*>(r.heap_base);
+  auto* win = reinterpret_cast<volatile uint8_t*>(r.restore_base);
+  uint8_t before = heap[12345];
+  win[12345] = static_cast<uint8_t>(before + 1);
+  EXPECT_EQ(heap[12345], static_cast<uint8_t>(before + 1));
+  heap[12345] = before;
+  EXPECT_EQ(win[12345], before);
+  // Secret like the heap: another process cannot read it.
+  EXPECT_EQ(child_reads(getpid(), r.restore_base, 64), 1);
+}
+
+TEST(Platform, AnonymousHeapOnlyWhileAppEcallsAreHeld) {
+  auto l = load_pagecounter();
+  ASSERT_TRUE(pc::pc_init(*l.enclave, u64s({1})).ok());
+  auto st = l.enclave->use_anonymous_heap();
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().message.find("held"), std::string::npos) << st.error().message;
+  ASSERT_TRUE(l.enclave->hold_app_ecalls(std::chrono::milliseconds(1000)).ok());
+  const auto& r = l.enclave->ranges();
+  reinterpret_cast<volatile uint8_t*>(r.restore_base)[0] = 0x5a;  // in the secret file
+  ASSERT_TRUE(l.enclave->use_anonymous_heap().ok());
+  EXPECT_TRUE(r.heap_anonymous);
+  // The heap view is fresh anonymous memory now (readable by this process's peers: not secret);
+  // the window still maps the secret file.
+  EXPECT_EQ(reinterpret_cast<volatile uint8_t*>(r.heap_base)[0], 0);
+  EXPECT_EQ(reinterpret_cast<volatile uint8_t*>(r.restore_base)[0], 0x5a);
+  EXPECT_EQ(child_reads(getpid(), r.heap_base, 64), 0);
+  EXPECT_TRUE(l.enclave->use_anonymous_heap().ok());  // idempotent
+}
