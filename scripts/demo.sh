@@ -5,13 +5,18 @@
 # service to B and checks that no acknowledged write was lost.
 # EMULATED SGX platform (docs/security.md). Needs root for the namespaces; falls back to
 # loopback (saying so) where it cannot create them.
-#   DATA_MIB=1100 MODE=stop-and-copy scripts/demo.sh
+# Default: live (ConstMig) migration with the fault tracker; the target serves after the small
+# state and fetches the heap behind the app's back.
+#   DATA_MIB=1100 MODE=constmig TRACKER=fault scripts/demo.sh     (the default)
+#   MODE=stop-and-copy scripts/demo.sh                            (the MigSGX-style baseline)
+#   TRACKER=uffd scripts/demo.sh                                  (userfaultfd tracker)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD_DIR:-build}
 BIN="$(pwd)/$BUILD/bin"
 DATA_MIB=${DATA_MIB:-1100}
-MODE=${MODE:-stop-and-copy}
+MODE=${MODE:-constmig}
+TRACKER=${TRACKER:-fault}
 [ -x "$BIN/constmig" ] || { echo "demo: $BIN/constmig missing: run scripts/setup.sh first" >&2; exit 1; }
 
 D=$(mktemp -d /tmp/constmig-demo.XXXXXX)
@@ -70,8 +75,9 @@ echo "== a client writes continuously (4 connections)"
 CLIENT=$!
 sleep 1
 
-echo "== constmig migrate --mode $MODE --to $B:7000"
-"$BIN/constmig" migrate --control "$D/a.ctl" --to "$B:7000" --mode "$MODE" > "$D/stats.json"
+echo "== constmig migrate --mode $MODE --tracker $TRACKER --to $B:7000"
+"$BIN/constmig" migrate --control "$D/a.ctl" --to "$B:7000" --mode "$MODE" --tracker "$TRACKER" \
+  > "$D/stats.json"
 sleep 1
 touch "$D/stop"
 wait $CLIENT
@@ -79,13 +85,20 @@ python3 - "$D/stats.json" "$D/client.json" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1])); c = json.load(open(sys.argv[2]))
 mb = s["heap-bytes"] / 2**20
+t = s.get("target", {})
+live = s["mode"] == "constmig"
 print(f"""== migration stats (QMP names)
-   status           {s['status']} ({s['mode']})
-   heap moved       {mb:.0f} MiB, {s['pages-pushed']} pages ({s['zero-pages']} zero pages sent as flags)
+   status           {s['status']} ({s['mode']}{', tracker ' + s.get('tracker', '') if live else ''})
+   heap moved       {mb:.0f} MiB: {s['pages-pushed']} pages streamed, {s.get('postcopy-pages', 0)} sent on demand ({s['zero-pages']} zero pages sent as flags)
    setup-time       {s['setup-time']:.0f} ms   (handshake + attestation + target heap populated; app still running)
-   downtime         {s.get('downtime', float('nan')):.0f} ms   (first ECALL held on A -> first ECALL served on B)
+   downtime         {s.get('downtime', float('nan')):.1f} ms   (first ECALL held on A -> first ECALL served on B)
    total-time       {s['total-time']:.0f} ms
-   transferred      {s['transferred'] / 2**20:.0f} MiB, heap stream {s.get('throughput-mbps', 0):.0f} MiB/s
+   transferred      {s['transferred'] / 2**20:.0f} MiB, heap stream {s.get('throughput-mbps', 0):.0f} MiB/s""")
+if live:
+    print(f"""   population-time  {t.get('population-time', 0):.0f} ms   (target resumed -> every page in; the app ran meanwhile)
+   postcopy-requests {t.get('postcopy-requests', 0)} (faults {t.get('faults', 0)}), fault latency p50 {t.get('fault-latency-p50-us', 0):.0f} us, p99 {t.get('fault-latency-p99-us', 0):.0f} us
+   postcopy-blocktime {t.get('postcopy-blocktime', 0):.0f} ms (sum over blocked threads)""")
+print(f"""
 == client
    acknowledged keys {c['acknowledged_keys']}, writes lost: {c['writes_lost']}, client-gap {c['client-gap-ms']} ms""")
 sys.exit(0 if s['status'] == 'completed' and c['writes_lost'] == 0 else 1)

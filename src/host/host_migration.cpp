@@ -503,6 +503,7 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
   std::atomic<uint64_t> requests{0}, urgent_pages{0}, urgent_bytes{0}, urgent_frames{0};
   std::mutex urgent_mu;  // held while an urgent answer is exported and sent
   bool manifest_sent = false;
+  std::atomic<bool> target_live{false};
   nlohmann::json target_stats = nlohmann::json::object();
   std::optional<OwnedFrame> verdict;
   Error verdict_err{Errc::kIo, "no verdict from the target"};
@@ -526,7 +527,16 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
       quiet_since = Clock::now();
       FrameType t = f->header.type;
       if (t == FrameType::kStats) {
-        target_stats = stats_json(*f);
+        nlohmann::json j = stats_json(*f);
+        if (live && j.value("live", false)) {
+          // The service now runs on the target. Our held app ECALLs go in and are refused by
+          // the FROZEN enclave, so clients learn at once to go there (instead of waiting here
+          // until the commit); after an abort, ECALLs run here again.
+          e.release_app_ecalls();
+          target_live = true;
+        } else {
+          target_stats = std::move(j);
+        }
       } else if (t == FrameType::kError) {
         auto er = wire::decode_error(f->payload);
         verdict_err = make_error(Errc::kState,
@@ -699,6 +709,7 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
   st["postcopy-requests"] = requests.load();
   st["postcopy-pages"] = urgent_pages.load();
   st["urgent-frames"] = urgent_frames.load();
+  if (live) st["target-went-live"] = target_live.load();
   if (!target_stats.empty()) st["target"] = target_stats;
 
   if (verdict && verdict->header.type == FrameType::kCommit) {
@@ -1084,6 +1095,8 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
     if (auto gl = mcall(e, abi::kEcallMigGoLive, {}); !gl.ok()) return refuse(gl.error());
     app_resumed = true;
     e.release_app_ecalls();
+    std::string lj = nlohmann::json{{"live", true}}.dump();
+    (void)ch.send(FrameType::kStats, as_bytes_view(lj));  // the source lets its clients go
     prober = std::thread([&] {
       Status rs = app.probe(e);
       if (!rs.ok()) {
