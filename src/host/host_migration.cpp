@@ -1038,6 +1038,7 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
   uint64_t hold_ns = 0, pages = 0;
   // Small state (after the source's STATS), then host state.
   bool have_small = false;
+  auto t_small = Clock::now();
   while (true) {
     auto f = ch.recv(o.io_timeout);
     if (!f.ok()) return refuse(f.error());
@@ -1058,6 +1059,7 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
       pages = rr.u64();
       st["heap-bytes"] = rr.u64();
       have_small = true;
+      t_small = Clock::now();
       continue;
     }
     if (have_small && t == FrameType::kHostState) {
@@ -1070,7 +1072,7 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
                                                 (have_small ? "HOST_STATE" : "SMALL_STATE") +
                                                 ", got " + wire::frame_type_name(t)));
   }
-  auto t_stream = Clock::now();
+  auto t_stream = t_small;
 
   // Live: arm the tracker over the source's heap layout, go live, let app ECALLs in. The first
   // one served ends the downtime; it may already fault and fetch pages, so it runs on its own
@@ -1090,11 +1092,14 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
         send_error(ch, err);
         if (tok.ok()) (void)ch.send(FrameType::kAbort, *tok);
       };
+      auto t_arm = Clock::now();
       if (auto ts = lr->start(e, tracker, on_fatal); !ts.ok()) return refuse(ts.error());
+      st["arm-time"] = ms_since(t_arm);
     }
     if (auto gl = mcall(e, abi::kEcallMigGoLive, {}); !gl.ok()) return refuse(gl.error());
     app_resumed = true;
     e.release_app_ecalls();
+    st["resume-time"] = ms_since(t_stream);  // small state in -> app ECALLs released
     std::string lj = nlohmann::json{{"live", true}}.dump();
     (void)ch.send(FrameType::kStats, as_bytes_view(lj));  // the source lets its clients go
     prober = std::thread([&] {
