@@ -436,7 +436,10 @@ int main(int argc, char** argv) {
 
   // receive: the same app options, plus where to listen.
   auto* recv = cli.add_subcommand(
-      "receive", "start an app's enclave as a migration TARGET: wait for its state, then serve");
+      "receive",
+      "start an app's enclave as a migration TARGET: wait for its state, then serve. The mode "
+      "and tracker are the source's choice (migrate --mode/--tracker); in live mode the app "
+      "serves as soon as the small state is in and the heap arrives behind it");
   recv->add_option("--app", ra.app, "app (must match the source)")->capture_default_str();
   recv->add_option("--image", ra.image, "enclave image (must have the source's measurement)");
   recv->add_option("--max-memory", ra.max_memory,
