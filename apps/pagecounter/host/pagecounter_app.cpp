@@ -91,9 +91,20 @@ class PagecounterApp final : public host::HostApp {
     std::lock_guard lk(mu_);
     return err_;
   }
+  // An ECALL the enclave refuses for now (frozen for a migration, or migrated away: Errc::kState)
+  // is not an oracle failure: wait and ask again, like a client would, until stopped.
+  template <typename F>
+  auto served(F&& call) {
+    for (;;) {
+      auto r = call();
+      if (r.ok() || r.error().code != Errc::kState || !running_) return r;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
   void touch_loop(uint64_t seed) {
     while (running_) {
-      auto t = pc_edl::pc_touch(*enclave_, u64s({seed++, 256}));
+      auto t = served([&] { return pc_edl::pc_touch(*enclave_, u64s({seed, 256})); });
+      ++seed;
       if (!t.ok()) {
         std::lock_guard lk(mu_);
         if (err_.empty() && running_) err_ = t.error().message;
@@ -106,8 +117,9 @@ class PagecounterApp final : public host::HostApp {
   void loop() {
     uint64_t seed = 1;
     while (running_) {
-      auto s = pc_edl::pc_step(*enclave_);
-      auto t = pc_edl::pc_touch(*enclave_, u64s({seed++, 1024}));
+      auto s = served([&] { return pc_edl::pc_step(*enclave_); });
+      auto t = s.ok() ? served([&] { return pc_edl::pc_touch(*enclave_, u64s({seed, 1024})); }) : s;
+      ++seed;
       if (!s.ok() || !t.ok()) {
         std::lock_guard lk(mu_);
         err_ = !s.ok() ? s.error().message : t.error().message;
@@ -116,7 +128,7 @@ class PagecounterApp final : public host::HostApp {
       rounds_++;
       touches_ += 1024;
       if (rounds_ % 16 == 0) {
-        auto c = pc_edl::pc_check(*enclave_);
+        auto c = served([&] { return pc_edl::pc_check(*enclave_); });
         if (!c.ok()) {
           std::lock_guard lk(mu_);
           err_ = c.error().message;
