@@ -20,12 +20,14 @@ Hosts: the two network-namespace hosts of scripts/netns-hosts.sh when available,
 (said in the output). Writes migration_live_vs_stop_and_copy.json and two PNG plots.
 Usage: bench/migration_bench.py [--build build] [--sizes 256M,1G,4G,8G]
                                 [--modes stop-and-copy,fault,uffd] [--out bench-results]
+       bench/migration_bench.py --from-json OLD.json --out DIR   (summary, table, plots again; no runs)
 """
 import argparse
 import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -447,9 +449,13 @@ def run_one(args, constmig, tmp, hosts, size_s, mode, aes):
         with open(os.path.join(keep, "migrate.stderr"), "w") as f:
             f.write(migrate_stderr)
         if os.path.exists(sctl):
-            s = subprocess.run([constmig, "status", "--control", sctl], capture_output=True, text=True, timeout=30)
+            try:
+                s = subprocess.run([constmig, "status", "--control", sctl], capture_output=True, text=True, timeout=30)
+                status = s.stdout + s.stderr
+            except subprocess.TimeoutExpired:
+                status = "constmig status did not answer within 30 s"
             with open(os.path.join(keep, "source-status.json"), "w") as f:
-                f.write(s.stdout + s.stderr)
+                f.write(status)
         row.update({"failed": str(e), "logs": keep})
         print(f"   FAILED: {e}\n--- source log (last 50 lines)\n{tail(names['src'])}\n--- target log (last 50 lines)\n"
               f"{tail(names['dst'])}\n--- migrate stderr\n{migrate_stderr[-4000:]}\n(logs kept in {keep})", flush=True)
@@ -481,7 +487,17 @@ def summarize(results, sizes, modes):
                  "tail_over_pre": lo.get("tail_over_pre"), "time_to_90pct_ms": lo.get("time_to_90pct_ms"),
                  "pre_ops_per_s": lo.get("pre_ops_per_s"),
                  "dbsize_verified": r["dbsize_verified"]}
+            d["time_to_50pct_ms"] = lo.get("time_to_50pct_ms")
             if m in LIVE:
+                pop = r["target"].get("population-time")
+                tl = lo.get("timeline")
+                if pop and tl and r.get("target_first_served"):
+                    # Mean ops/s while the target populated its heap (live: the app runs meanwhile).
+                    t0 = r["target_first_served"] - r["migrate_started"]
+                    t1 = t0 + pop / 1000.0
+                    d["population_ops_per_s"] = sum(o for t, o, _ in tl if t0 < t <= t1) / (t1 - t0)
+                    if lo.get("pre_ops_per_s"):
+                        d["population_over_pre"] = d["population_ops_per_s"] / lo["pre_ops_per_s"]
                 d["fault_latency_p50_us"] = r["target"].get("fault-latency-p50-us")
                 d["fault_latency_p99_us"] = r["target"].get("fault-latency-p99-us")
                 d["population_time_ms"] = r["target"].get("population-time")
@@ -510,7 +526,7 @@ def table(summary, modes):
     """The printed table (also written to the .txt): one row per size and mode."""
     fmt = lambda v, f="{:.1f}": "-" if v is None else f.format(v)  # noqa: E731
     head = ["size", "mode", "downtime ms", "reduction", "total ms", "total/s&c", "population ms", "fault p50/p99 us",
-            "pre ops/s", "post/pre", "last2s/pre", "client gap ms", "to 90% ms", "DBSIZE"]
+            "pre ops/s", "during pop./pre", "post/pre", "last2s/pre", "client gap ms", "to 50%/90% ms", "DBSIZE"]
     rows = []
     for e in summary["per_size"]:
         for m in modes:
@@ -523,9 +539,11 @@ def table(summary, modes):
                          fmt(d.get("total_time_vs_stop_and_copy"), "{:.2f}x"), fmt(d.get("population_time_ms"), "{:.0f}"),
                          "-" if m not in LIVE else
                          f"{fmt(d.get('fault_latency_p50_us'), '{:.0f}')}/{fmt(d.get('fault_latency_p99_us'), '{:.0f}')}",
-                         fmt(d.get("pre_ops_per_s"), "{:.0f}"), fmt(d.get("post_over_pre"), "{:.2f}"),
+                         fmt(d.get("pre_ops_per_s"), "{:.0f}"), fmt(d.get("population_over_pre"), "{:.3f}"),
+                         fmt(d.get("post_over_pre"), "{:.2f}"),
                          fmt(d.get("tail_over_pre"), "{:.2f}"), fmt(d.get("client_gap_ms"), "{:.0f}"),
-                         fmt(d.get("time_to_90pct_ms"), "{:.0f}"), "ok" if d["dbsize_verified"] else "MISMATCH"])
+                         f"{fmt(d.get('time_to_50pct_ms'), '{:.0f}')}/{fmt(d.get('time_to_90pct_ms'), '{:.0f}')}",
+                         "ok" if d["dbsize_verified"] else "MISMATCH"])
     w = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
     lines = ["  ".join(str(x).rjust(n) for x, n in zip(r, w)) for r in [head] + rows]
     for m, f in summary["live_downtime_flatness"].items():
@@ -570,10 +588,15 @@ def plots(out, results, sizes, modes, largest):
     png = os.path.join(out, "migration_live_vs_stop_and_copy.png")
     fig.savefig(png, dpi=100)
     print(f"wrote {png}")
-    rs = [r for r in ok if r["size"] == largest and r.get("load")]
+    # Each mode at the largest size (the largest it has, if it was skipped there).
+    rs = []
+    for m in modes:
+        mine = [r for r in ok if r["mode"] == m and r.get("load")]
+        if mine:
+            rs.append(next((r for r in mine if r["size"] == largest), max(mine, key=lambda r: r["heap_bytes"])))
     if not rs:
         return
-    fig, axs = plt.subplots(len(rs), 1, figsize=(9, 2.6 * len(rs)), sharex=True, squeeze=False)
+    fig, axs = plt.subplots(len(rs), 1, figsize=(11, 2.6 * len(rs)), sharex=True, squeeze=False)
     for ax, r in zip(axs[:, 0], rs):
         tl = r["load"]["timeline"]
         ax.plot([p[0] for p in tl], [p[1] * 10 for p in tl], "-", color=colors.get(r["mode"]), lw=1)
@@ -589,14 +612,48 @@ def plots(out, results, sizes, modes, largest):
                 ax.axvspan(t0, t0 + pop / 1000.0, color="tab:blue", alpha=0.08,
                            label=f"live: heap populating ({pop / 1000:.1f} s)")
         ax.set_ylabel("ops/s")
-        ax.set_title(f"{r['mode']} ({largest})", fontsize=9)
+        ax.set_title(f"{r['mode']} ({r['size']})", fontsize=9)
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7, loc="lower left")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     axs[-1, 0].set_xlabel("s since `constmig migrate` started (client: pipelined GET/SET, 100 ms bins)")
     fig.tight_layout()
     png = os.path.join(out, "migration_throughput_timeline.png")
     fig.savefig(png, dpi=100)
     print(f"wrote {png}")
+
+
+def write_outputs(doc, out):
+    """Summary, table, JSON, TXT and plots from the measured results (also for --from-json)."""
+    modes, sizes = doc["modes"], doc["sizes"]
+    doc["summary"] = summarize(doc["results"], sizes, modes)
+    doc["table"] = text = table(doc["summary"], modes)
+    print("\n" + text)
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, "migration_live_vs_stop_and_copy.json")
+    # Indented, but the innermost lists (timeline points) on one line each.
+    text_json = re.sub(r"\[\s+([^\[\]{}]*?)\s+\]", lambda m: "[" + re.sub(r",\s+", ", ", m.group(1)) + "]",
+                       json.dumps(doc, indent=2))
+    with open(path, "w") as f:
+        f.write(text_json + "\n")
+    print(f"wrote {path}")
+    txt = os.path.join(out, "migration_live_vs_stop_and_copy.txt")
+    aes = doc.get("aes_256_gcm_single_core_bytes_per_s")
+    aes_s = f"{aes / 1e9:.2f} GB/s" if aes else "n/a (openssl speed failed)"
+    lc = doc.get("load_client") or {}
+    with open(txt, "w") as f:
+        f.write(f"# {doc['command']}\n"
+                f"# {doc.get('date', '?')}, {doc['cpus']} CPUs, hosts: {doc['hosts']}, workers {doc['workers']}, "
+                f"git {(doc.get('git') or {}).get('commit', '?')[:12]}, constmig sha256 {doc['binary']['sha256'][:12]}\n")
+        if lc:
+            f.write(f"# load: {lc['script']} x {lc['processes']} processes, pipeline {lc['pipeline']}, {lc['set_ratio']:.0%} SET / "
+                    f"rest GET of random populated keys, {lc['value_size']}-byte values; pre = 2 s before migrate, post = "
+                    f"{lc['post_window_s']:.0f} s from 1 s after it returned, last2s = last 2 s of the clients "
+                    f"({lc['tail_s']:.0f} s after it returned); 'during pop.' = live: mean ops/s while the target populated "
+                    f"its heap; 'to 50%/90%' = from the first held ECALL until a 0.5 s mean is back to 50%/90% of pre\n")
+        f.write(f"# AES-256-GCM (EVP, 4 KiB, one core): {aes_s}\n\n")
+        f.write(text + "\n")
+    print(f"wrote {txt}")
+    plots(out, doc["results"], sizes, modes, sizes[-1])
 
 
 def git_state():
@@ -628,7 +685,13 @@ def main():
     ap.add_argument("--no-load", action="store_true", help="no load client (the old stop-and-copy-only measurement)")
     ap.add_argument("--out", default="bench-results")
     ap.add_argument("--no-netns", action="store_true", help="use loopback even when namespaces work")
+    ap.add_argument("--from-json", metavar="PATH", help="no runs: recompute summary, table and plots from a "
+                    "migration_live_vs_stop_and_copy.json of an earlier run (written to --out)")
     args = ap.parse_args()
+    if args.from_json:
+        with open(args.from_json) as f:
+            write_outputs(json.load(f), args.out)
+        return
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     for m in modes:
         if m not in MODES:
@@ -676,9 +739,6 @@ def main():
     finally:
         hosts.down()
         shutil.rmtree(tmp, ignore_errors=True)
-    summary = summarize(results, sizes, modes)
-    text = table(summary, modes)
-    print("\n" + text)
     doc = {"benchmark": "migration_live_vs_stop_and_copy", "platform": "emulated SGX", "cpus": os.cpu_count(),
            "hosts": "netns" if hosts.netns else "loopback", "workers": args.workers, "modes": modes, "sizes": sizes,
            "load_client": None if args.no_load else {"script": "bench/kv_load_client.py", "processes": args.clients,
@@ -686,28 +746,11 @@ def main():
                                                      "set_ratio": args.set_ratio, "value_size": 4000,
                                                      "pre_s": args.pre, "post_window_s": args.post_window, "tail_s": args.tail,
                                                      "runs_in": "host a (namespace cmbench-a)" if hosts.netns else "root namespace"},
-           "aes_256_gcm_single_core_bytes_per_s": aes, "command": " ".join(sys.argv), "binary": binary,
-           "git": git, "results": results, "summary": summary, "table": text}
+           "aes_256_gcm_single_core_bytes_per_s": aes, "command": shlex.join(sys.argv), "binary": binary,
+           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "git": git, "results": results}
     if failed:
         doc["failed"] = {"size": failed["size"], "mode": failed["mode"], "error": failed["failed"], "logs": failed["logs"]}
-    path = os.path.join(args.out, "migration_live_vs_stop_and_copy.json")
-    with open(path, "w") as f:
-        json.dump(doc, f, indent=2)
-    print(f"wrote {path}")
-    txt = os.path.join(args.out, "migration_live_vs_stop_and_copy.txt")
-    aes_s = f"{aes / 1e9:.2f} GB/s" if aes else "n/a (openssl speed failed)"
-    with open(txt, "w") as f:
-        f.write(f"# {doc['command']}\n"
-                f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {doc['cpus']} CPUs, hosts: {doc['hosts']}, "
-                f"workers {args.workers}, git {(git or {}).get('commit', '?')[:12]}, constmig sha256 {binary['sha256'][:12]}\n"
-                f"# load: bench/kv_load_client.py x {args.clients} processes, pipeline {args.pipeline}, {args.set_ratio:.0%} SET / rest GET of random "
-                f"populated keys, 4000-byte values; pre = 2 s before migrate, post = 2 s from 1 s after it returned, "
-                f"last2s = last 2 s of the client ({args.tail:.0f} s after it returned); 'to 90%' = from the first held "
-                f"ECALL until a 0.5 s mean is back to 90% of pre\n"
-                f"# AES-256-GCM (EVP, 4 KiB, one core): {aes_s}\n\n")
-        f.write(text + "\n")
-    print(f"wrote {txt}")
-    plots(args.out, results, sizes, modes, sizes[-1])
+    write_outputs(doc, args.out)
     if failed:
         sys.exit(f"stopped: {failed['size']} {failed['mode']} failed: {failed['failed']} (logs in {failed['logs']})")
 
