@@ -49,6 +49,7 @@ struct Context {
   uint64_t pages = 0, heap_top = 0;
   // Per page: bit 0 = done (exported on the source, installed on the target), bit 1 = zero.
   std::unique_ptr<std::atomic<uint8_t>[]> page_bits;
+  uint64_t page_bits_cap = 0;  // entries allocated (one per page of this enclave's heap limit)
   std::atomic<uint64_t> pages_done{0};
   bool small_state_done = false, host_state_done = false;
   std::mutex fail_mu;
@@ -365,11 +366,24 @@ int32_t mig_confirm(Context& m, Call& c) {
   if (!ct_equal(c.in, m.confirm_peer)) {
     return fail_target(m, c, "key confirmation mismatch: the peer derived other keys");
   }
+  // The page bitmap, for every page this heap may ever have, allocated and touched now: first
+  // touches of secret memory are slow (~15 us a page), and the stop phase must not pay them.
+  uint64_t cap = boot_page().heap_limit / abi::kPageSize;
+  m.page_bits.reset(new std::atomic<uint8_t>[cap ? cap : 1]());
+  m.page_bits_cap = cap;
   m.state = abi::kMigKeyed;
   return abi::kEcallOk;
 }
 
 // ---- source ---------------------------------------------------------------------------------
+
+// The bitmap for m.pages pages (allocated at key confirmation, all zero).
+Status use_page_bits(Context& m) {
+  if (!m.page_bits || m.pages > m.page_bits_cap) {
+    return make_error(Errc::kInternal, "page bitmap smaller than the heap layout");
+  }
+  return ok_status();
+}
 
 int32_t mig_freeze(Context& m, Call& c) {
   std::lock_guard lk(m.mu);
@@ -403,7 +417,10 @@ int32_t mig_freeze(Context& m, Call& c) {
   w.bytes(ByteView(reinterpret_cast<const uint8_t*>(l.globals_begin), glen));
   m.heap_top = l.heap_top;
   m.pages = l.heap_top / abi::kPageSize;
-  m.page_bits.reset(new std::atomic<uint8_t>[m.pages ? m.pages : 1]());
+  if (auto st = use_page_bits(m); !st.ok()) {
+    m.state = abi::kMigKeyed;
+    return fail(c, st.error());
+  }
   m.pages_done = 0;
   std::vector<uint8_t> rec;
   if (auto st = seal_record(m, c.slot, wire::FrameType::kSmallState, pt, rec); !st.ok()) {
@@ -646,7 +663,7 @@ int32_t mig_import_small(Context& m, Call& c) {
   crypto::wipe(*pt);
   m.heap_top = htop;
   m.pages = htop / abi::kPageSize;
-  m.page_bits.reset(new std::atomic<uint8_t>[m.pages ? m.pages : 1]());
+  if (auto st = use_page_bits(m); !st.ok()) return fail_target(m, c, st.error().message);
   m.pages_done = 0;
   m.small_state_done = true;
   ByteWriter w(c.out);
