@@ -813,6 +813,16 @@ class LiveRestore {
     return ok_status();
   }
 
+  // The source's heap has `pages` pages; every page above them is not migrated and counts as
+  // restored now (a granule entirely above opens on its first touch without a fetch).
+  void set_source_pages(uint64_t pages) {
+    for (uint64_t g = pages / gpages_; g < granules_; ++g) {
+      uint64_t lo = std::max<uint64_t>(pages, g * gpages_);
+      uint64_t hi = std::min<uint64_t>(pages_, (g + 1) * gpages_);
+      if (hi > lo) count_[g].fetch_add(static_cast<uint32_t>(hi - lo), std::memory_order_acq_rel);
+    }
+  }
+
   // All pages are in (the manifest checked): everything accessible, tracker gone.
   Status finish() {
     if (!tracker_) return ok_status();
@@ -948,6 +958,12 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
   Reporter report(progress);
   std::unique_ptr<LiveRestore> lr;
   bool app_resumed = false;  // live mode: the app has run on this state
+  // A tracker thread that cannot go on: give the source its abort token before the process dies.
+  auto on_fatal = [&](const Error& err) {
+    auto tok = mcall(e, abi::kEcallMigMakeAbort, {});
+    send_error(ch, err);
+    if (tok.ok()) (void)ch.send(FrameType::kAbort, *tok);
+  };
 
   // Any failure: the enclave refuses to run; give the source an abort token if we can.
   auto refuse = [&](const Error& err) {
@@ -1029,6 +1045,16 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
     }
     st["prefault-time"] = ms_since(t_pre);
     st["prefault-bytes"] = pages_to_touch * abi::kPageSize;
+    if (live) {
+      // Arm the Fault Tracker now, over the whole heap this target may hold, not in the stop
+      // phase: making gigabytes of populated pages inaccessible costs ~20 ms/GiB of page-table
+      // work, which must not count as downtime. Nothing touches the heap until the app goes live.
+      uint64_t limit_pages = (hs.ok() ? hs->limit : e.ranges().heap_reserve) / abi::kPageSize;
+      lr = std::make_unique<LiveRestore>(ch, limit_pages, granule_pages);
+      auto t_arm = Clock::now();
+      if (auto ts = lr->start(e, tracker, on_fatal); !ts.ok()) return refuse(ts.error());
+      st["arm-time"] = ms_since(t_arm);
+    }
     std::string j = nlohmann::json{{"ready", true}}.dump();
     if (auto s2 = ch.send(FrameType::kStats, as_bytes_view(j)); !s2.ok()) return refuse(s2.error());
   }
@@ -1085,17 +1111,8 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
   std::mutex tl_mu;  // timeline, probe_error
   std::string probe_error;
   if (live) {
-    if (pages > 0) {
-      lr = std::make_unique<LiveRestore>(ch, pages, granule_pages);
-      auto on_fatal = [&](const Error& err) {
-        auto tok = mcall(e, abi::kEcallMigMakeAbort, {});
-        send_error(ch, err);
-        if (tok.ok()) (void)ch.send(FrameType::kAbort, *tok);
-      };
-      auto t_arm = Clock::now();
-      if (auto ts = lr->start(e, tracker, on_fatal); !ts.ok()) return refuse(ts.error());
-      st["arm-time"] = ms_since(t_arm);
-    }
+    // Pages beyond the source's heap never arrive: they count as restored (opened when touched).
+    lr->set_source_pages(pages);
     if (auto gl = mcall(e, abi::kEcallMigGoLive, {}); !gl.ok()) return refuse(gl.error());
     app_resumed = true;
     e.release_app_ecalls();
