@@ -917,7 +917,8 @@ double percentile_us(std::vector<uint64_t> v, double q) {
 
 // Prepare phase of a target: populate the heap the source announced (first touch of secret
 // memory is the slow EAUG analogue), in parallel, before the source stops.
-void prefault(platform::Enclave& e, uint64_t pages_to_touch, int workers, bool window) {
+void prefault(platform::Enclave& e, uint64_t pages_to_touch, int workers, bool app_view,
+              bool window) {
   std::atomic<uint64_t> next{0};
   std::vector<std::thread> ts;
   const auto* win = reinterpret_cast<const volatile uint8_t*>(e.ranges().restore_base);
@@ -933,7 +934,7 @@ void prefault(platform::Enclave& e, uint64_t pages_to_touch, int workers, bool w
         ByteWriter w(in);
         w.u64(first);
         w.u64(n);
-        (void)e.call(abi::kEcallPrefault, in, 64);
+        if (app_view) (void)e.call(abi::kEcallPrefault, in, 64);
         // Live mode: the restore window's page tables too (the enclave decrypts through it).
         if (window) {
           uint8_t sum = 0;
@@ -1037,11 +1038,12 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
     if (hs.ok()) pages_to_touch = std::min<uint64_t>(pages_to_touch, hs->limit / abi::kPageSize);
     if (live && tracker == Tracker::kUffd) {
       // The heap view becomes anonymous memory (this instance's own heap contents go: nothing
-      // reads them before the source's state replaces them). No prefault: UFFDIO_COPY brings its
-      // own fresh pages.
+      // reads them before the source's state replaces them); UFFDIO_COPY brings its own fresh
+      // pages there. The restore window (secret memory the enclave decrypts into) is populated.
       if (auto us = e.use_anonymous_heap(); !us.ok()) return refuse(us.error());
+      prefault(e, pages_to_touch, o.workers, /*app_view=*/false, /*window=*/true);
     } else {
-      prefault(e, pages_to_touch, o.workers, live);
+      prefault(e, pages_to_touch, o.workers, /*app_view=*/true, /*window=*/live);
     }
     st["prefault-time"] = ms_since(t_pre);
     st["prefault-bytes"] = pages_to_touch * abi::kPageSize;
