@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -287,6 +288,13 @@ Status handshake(platform::Enclave& e, const platform::Platform& plat, HostApp& 
     return ok.take_error();
   }
   return ok_status();
+}
+
+// Live mode: the heap stream is background work. Its threads run at a lower priority (nice +10,
+// this thread only) so that, where cores are scarce, the app's threads and the urgent path
+// (page requests and their answers) get the CPU first.
+void background_priority() {
+  (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);
 }
 
 void flip(MutableByteView v, size_t at) {
@@ -585,6 +593,7 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
   });
 
   auto worker = [&]() {
+    if (live) background_priority();
     std::vector<uint8_t> buf(wire::kPagesHeaderSize + batch * wire::kDataRecordSize + 64);
     std::vector<uint8_t> in;
     while (!stop_stream) {
@@ -1164,6 +1173,7 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
   };
   const size_t qcap = static_cast<size_t>(std::max(2, 2 * o.workers));
   auto worker = [&] {
+    if (live) background_priority();
     for (;;) {
       std::vector<uint8_t> p;
       {
