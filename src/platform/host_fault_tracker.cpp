@@ -676,6 +676,36 @@ struct FaultTracker::Impl {
     return ok_status();
   }
 
+  // Background installs (install / install_with) share these steps.
+  Status check_granule(uint64_t g) const {
+    if (g < n) return ok_status();
+    return make_error(Errc::kInvalidArgument, "fault tracker: granule " + std::to_string(g) +
+                                                  " out of range (" + std::to_string(n) +
+                                                  " granules)");
+  }
+  // Caller holds life_mu shared. Claims g for a background install, or says why not.
+  Status claim_for_install(uint64_t g) {
+    if (!armed.load(std::memory_order_acquire))
+      return make_error(Errc::kState, "fault tracker: not armed");
+    if (!claim(g)) {
+      install_refused.fetch_add(1, std::memory_order_relaxed);
+      return make_error(Errc::kState, "fault tracker: " + granule_desc(g) +
+                                          " is already restored or being restored by another path");
+    }
+    return ok_status();
+  }
+  // kUffd: UFFDIO_COPY the claimed granule g from src and open it (unclaimed if that fails).
+  Status uffd_install(uint64_t g, const uint8_t* src) {
+    Status c = uffd_copy(g, src);
+    if (!c.ok()) {
+      unclaim(g);
+      return c;
+    }
+    set_open(g);
+    restored.fetch_add(1, std::memory_order_release);
+    return ok_status();
+  }
+
   void serve_fault_uffd(uint64_t g, uint8_t* staging, bool counted) {
     std::shared_lock life(life_mu);
     if (!armed.load(std::memory_order_acquire) || g >= n) return;
@@ -1168,11 +1198,7 @@ bool FaultTracker::armed() const {
 
 Status FaultTracker::install(uint64_t granule, ByteView bytes) {
   Impl& t = *impl_;
-  if (granule >= t.n) {
-    return make_error(Errc::kInvalidArgument, "fault tracker: granule " + std::to_string(granule) +
-                                                  " out of range (" + std::to_string(t.n) +
-                                                  " granules)");
-  }
+  CM_TRY(t.check_granule(granule));
   if (bytes.size() != t.granule_bytes(granule)) {
     return make_error(Errc::kInvalidArgument, "fault tracker: install of " +
                                                   t.granule_desc(granule) + " got " +
@@ -1182,21 +1208,9 @@ Status FaultTracker::install(uint64_t granule, ByteView bytes) {
       reinterpret_cast<uintptr_t>(bytes.data()) % page_size() == 0) {
     // UFFDIO_COPY can take page-aligned bytes directly: no staging copy.
     std::shared_lock life(t.life_mu);
-    if (!t.armed.load(std::memory_order_acquire))
-      return make_error(Errc::kState, "fault tracker: not armed");
-    if (!t.claim(granule)) {
-      t.install_refused.fetch_add(1, std::memory_order_relaxed);
-      return make_error(Errc::kState, "fault tracker: " + t.granule_desc(granule) +
-                                          " is already restored or being restored by another path");
-    }
-    Status c = t.uffd_copy(granule, bytes.data());
-    if (!c.ok()) {
-      t.unclaim(granule);
-      return c;
-    }
-    t.set_open(granule);
+    CM_TRY(t.claim_for_install(granule));
+    CM_TRY(t.uffd_install(granule, bytes.data()));
     t.installed_background.fetch_add(1, std::memory_order_relaxed);
-    t.restored.fetch_add(1, std::memory_order_release);
     return ok_status();
   }
   return install_with(granule, [&](MutableByteView dst) {
@@ -1207,19 +1221,9 @@ Status FaultTracker::install(uint64_t granule, ByteView bytes) {
 
 Status FaultTracker::install_with(uint64_t granule, const FillFn& fill) {
   Impl& t = *impl_;
-  if (granule >= t.n) {
-    return make_error(Errc::kInvalidArgument, "fault tracker: granule " + std::to_string(granule) +
-                                                  " out of range (" + std::to_string(t.n) +
-                                                  " granules)");
-  }
+  CM_TRY(t.check_granule(granule));
   std::shared_lock life(t.life_mu);
-  if (!t.armed.load(std::memory_order_acquire))
-    return make_error(Errc::kState, "fault tracker: not armed");
-  if (!t.claim(granule)) {
-    t.install_refused.fetch_add(1, std::memory_order_relaxed);
-    return make_error(Errc::kState, "fault tracker: " + t.granule_desc(granule) +
-                                        " is already restored or being restored by another path");
-  }
+  CM_TRY(t.claim_for_install(granule));
   const size_t nb = t.granule_bytes(granule);
   std::unique_ptr<uint8_t, decltype(&std::free)> staging(nullptr, &std::free);
   MutableByteView dst;
@@ -1246,13 +1250,7 @@ Status FaultTracker::install_with(uint64_t granule, const FillFn& fill) {
   if (t.opt.kind == TrackerKind::kMprotect) {
     t.finish_mprotect(granule, /*demanded=*/false);
   } else {
-    Status c = t.uffd_copy(granule, staging.get());
-    if (!c.ok()) {
-      t.unclaim(granule);
-      return c;
-    }
-    t.set_open(granule);
-    t.restored.fetch_add(1, std::memory_order_release);
+    CM_TRY(t.uffd_install(granule, staging.get()));
   }
   t.installed_background.fetch_add(1, std::memory_order_relaxed);
   return ok_status();
