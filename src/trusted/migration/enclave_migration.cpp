@@ -575,34 +575,34 @@ int32_t mig_manifest(Context& m, Call& c) {
   return abi::kEcallOk;
 }
 
-int32_t mig_commit(Context& m, Call& c) {
+// A frozen source accepts the target's verdict: a sealed COMMIT or ABORT token for this
+// migration moves it to `next` (DEAD or RUNNING) and wipes the keys.
+int32_t accept_verdict(Context& m, Call& c, wire::FrameType type, const char* label,
+                       const char* what, uint32_t next) {
   std::lock_guard lk(m.mu);
   if (m.role != wire::Role::kSource || m.state != abi::kMigFrozen) {
-    return fail(c, abi::kEcallRefused, "MigCommit: source must be frozen");
+    return fail(c, abi::kEcallRefused, std::string(what) + ": source must be frozen");
   }
-  auto pt = open_record(m, c.slot, wire::FrameType::kCommit, c.in);
+  auto pt = open_record(m, c.slot, type, c.in);
   if (!pt.ok()) return fail(c, pt.error());
-  if (!ct_equal(*pt, token_plaintext(m, "constmig-commit"))) {
-    return fail(c, abi::kEcallBadInput, "commit token does not match this migration");
+  if (!ct_equal(*pt, token_plaintext(m, label))) {
+    return fail(c, abi::kEcallBadInput,
+                std::string(type == wire::FrameType::kCommit ? "commit" : "abort") +
+                    " token does not match this migration");
   }
-  m.state = abi::kMigDead;
+  m.state = next;
   wipe_keys(m);
   return abi::kEcallOk;
 }
 
+int32_t mig_commit(Context& m, Call& c) {
+  return accept_verdict(m, c, wire::FrameType::kCommit, "constmig-commit", "MigCommit",
+                        abi::kMigDead);
+}
+
 int32_t mig_abort(Context& m, Call& c) {
-  std::lock_guard lk(m.mu);
-  if (m.role != wire::Role::kSource || m.state != abi::kMigFrozen) {
-    return fail(c, abi::kEcallRefused, "MigAbort: source must be frozen");
-  }
-  auto pt = open_record(m, c.slot, wire::FrameType::kAbort, c.in);
-  if (!pt.ok()) return fail(c, pt.error());
-  if (!ct_equal(*pt, token_plaintext(m, "constmig-abort"))) {
-    return fail(c, abi::kEcallBadInput, "abort token does not match this migration");
-  }
-  m.state = abi::kMigRunning;
-  wipe_keys(m);
-  return abi::kEcallOk;
+  return accept_verdict(m, c, wire::FrameType::kAbort, "constmig-abort", "MigAbort",
+                        abi::kMigRunning);
 }
 
 int32_t mig_force_resume(Context& m, Call& c) {
