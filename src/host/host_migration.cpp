@@ -297,6 +297,31 @@ void background_priority() {
   (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);
 }
 
+// One MigExportPages call: the PAGES payload (in `buf`) of the pages of [first, first + count)
+// the enclave had not sent yet (empty: all of them had been), and how many pages it carries.
+struct Exported {
+  MutableByteView payload;
+  uint64_t pages = 0, zero_pages = 0;
+};
+Result<Exported> export_pages(platform::Enclave& e, uint64_t first, uint32_t count,
+                              std::vector<uint8_t>& buf) {
+  std::vector<uint8_t> in;
+  ByteWriter w(in);
+  w.u64(first);
+  w.u32(count);
+  CM_ASSIGN_OR_RETURN(size_t n, e.ecall(abi::kEcallMigExportPages, in, buf));
+  Exported x;
+  x.payload = MutableByteView(buf.data(), n);
+  std::vector<wire::PageRecord> recs;
+  if (n > 0 && wire::decode_pages(x.payload, recs).ok()) {
+    for (auto& r : recs) {
+      x.pages += r.run;
+      if (r.kind == wire::PageKind::kZero) x.zero_pages += r.run;
+    }
+  }
+  return x;
+}
+
 void flip(MutableByteView v, size_t at) {
   if (at < v.size()) v[at] ^= 0x01;
 }
@@ -518,7 +543,6 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
   std::thread receiver([&] {
     std::vector<uint8_t> ubuf(wire::kPagesHeaderSize +
                               wire::kMaxPagesPerRequest * wire::kDataRecordSize + 64);
-    std::vector<uint8_t> in;
     auto quiet_since = Clock::now();
     for (;;) {
       auto f = ch.recv(std::chrono::milliseconds(1000));
@@ -561,23 +585,16 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
         ++requests;
         std::lock_guard ul(urgent_mu);
         if (manifest_sent) continue;  // everything was sent already; it is on its way
-        in.clear();
-        ByteWriter w(in);
-        w.u64(q->first);
-        w.u32(count);
-        auto n = e.ecall(abi::kEcallMigExportPages, in, ubuf);
-        Status us = n.ok() ? ok_status() : Status(n.take_error());
-        if (us.ok() && *n > 0) {
-          MutableByteView payload(ubuf.data(), *n);
-          std::vector<wire::PageRecord> recs;
-          if (wire::decode_pages(payload, recs).ok()) {
-            for (auto& r : recs) urgent_pages += r.run;
-          }
+        auto x = export_pages(e, q->first, count, ubuf);
+        Status us = x.ok() ? ok_status() : Status(x.error());
+        if (us.ok() && !x->payload.empty()) {
+          MutableByteView payload = x->payload;
+          urgent_pages += x->pages;
           if (urgent_frames == 0 && o.fault == Fault::kCorruptUrgent) {
             flip(payload, payload.size() - 1);  // the last record's tag (DATA or ZERO)
           }
           us = ch.send_urgent(FrameType::kPages, payload, wire::kFlagUrgent);
-          urgent_bytes += *n + wire::kHeaderSize;
+          urgent_bytes += payload.size() + wire::kHeaderSize;
           ++urgent_frames;
         }
         if (!us.ok()) {
@@ -595,7 +612,6 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
   auto worker = [&]() {
     if (live) background_priority();
     std::vector<uint8_t> buf(wire::kPagesHeaderSize + batch * wire::kDataRecordSize + 64);
-    std::vector<uint8_t> in;
     while (!stop_stream) {
       {
         std::lock_guard lk(err_mu);
@@ -606,25 +622,15 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
       if (first >= pages) return;
       uint32_t count = static_cast<uint32_t>(std::min<uint64_t>(ck, pages - first));
       uint64_t req_before = requests.load();
-      in.clear();
-      ByteWriter w(in);
-      w.u64(first);
-      w.u32(count);
-      auto n = e.ecall(abi::kEcallMigExportPages, in, buf);
-      Status ws = n.ok() ? ok_status() : Status(n.take_error());
-      if (ws.ok() && *n == 0) continue;  // every page of the range went out urgently
+      auto x = export_pages(e, first, count, buf);
+      Status ws = x.ok() ? ok_status() : Status(x.error());
+      if (ws.ok() && x->payload.empty()) continue;  // every page of the range went out urgently
       uint64_t b = ws.ok() ? batches.fetch_add(1) : 0;
       uint64_t sent_pages = 0;
       if (ws.ok()) {
-        MutableByteView payload(buf.data(), *n);
-        // Count kinds for stats.
-        std::vector<wire::PageRecord> recs;
-        if (wire::decode_pages(payload, recs).ok()) {
-          for (auto& r : recs) {
-            sent_pages += r.run;
-            if (r.kind == wire::PageKind::kZero) zero_pages += r.run;
-          }
-        }
+        MutableByteView payload = x->payload;
+        sent_pages = x->pages;
+        zero_pages += x->zero_pages;
         std::lock_guard fl(fault_mu);
         if (b == 0 && o.fault == Fault::kCorruptCiphertext) flip(payload, 8 + 8 + 1 + 8 + 100);
         if (b == 0 && o.fault == Fault::kCorruptTag) flip(payload, 8 + 8 + 1 + 8 + 4096 + 3);
@@ -809,14 +815,7 @@ class LiveRestore {
       uint64_t first = r.u64();
       uint32_t run = r.u32();
       if (!r.ok() || first >= pages_ || run > pages_ - first) break;
-      for (uint64_t g = first / gpages_; g * gpages_ < first + run; ++g) {
-        uint64_t lo = std::max<uint64_t>(first, g * gpages_);
-        uint64_t hi = std::min<uint64_t>(first + run, (g + 1) * gpages_);
-        auto add = static_cast<uint32_t>(hi - lo);
-        if (count_[g].fetch_add(add, std::memory_order_acq_rel) + add == pages_in(g)) {
-          CM_TRY(open(g));
-        }
-      }
+      CM_TRY(add_pages(first, first + run, [this](uint64_t g) { return open(g); }));
     }
     if (!r.ok()) return make_error(Errc::kInternal, "MigImportPages: malformed enclave output");
     return ok_status();
@@ -825,11 +824,7 @@ class LiveRestore {
   // The source's heap has `pages` pages; every page above them is not migrated and counts as
   // restored now (a granule entirely above opens on its first touch without a fetch).
   void set_source_pages(uint64_t pages) {
-    for (uint64_t g = pages / gpages_; g < granules_; ++g) {
-      uint64_t lo = std::max<uint64_t>(pages, g * gpages_);
-      uint64_t hi = std::min<uint64_t>(pages_, (g + 1) * gpages_);
-      if (hi > lo) count_[g].fetch_add(static_cast<uint32_t>(hi - lo), std::memory_order_acq_rel);
-    }
+    (void)add_pages(pages, pages_, [](uint64_t) { return ok_status(); });
   }
 
   // All pages are in (the manifest checked): everything accessible, tracker gone.
@@ -856,6 +851,19 @@ class LiveRestore {
   }
 
  private:
+  // Counts pages [lo, hi) as in; `complete(g)` runs for each granule this completes.
+  template <typename F>
+  Status add_pages(uint64_t lo, uint64_t hi, F&& complete) {
+    for (uint64_t g = lo / gpages_; g * gpages_ < hi; ++g) {
+      uint64_t a = std::max<uint64_t>(lo, g * gpages_);
+      uint64_t b = std::min<uint64_t>(hi, (g + 1) * gpages_);
+      auto add = static_cast<uint32_t>(b - a);
+      if (count_[g].fetch_add(add, std::memory_order_acq_rel) + add == pages_in(g)) {
+        CM_TRY(complete(g));
+      }
+    }
+    return ok_status();
+  }
   uint32_t pages_in(uint64_t g) const {
     return static_cast<uint32_t>(std::min<uint64_t>(gpages_, pages_ - g * gpages_));
   }
@@ -1144,7 +1152,7 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
           std::lock_guard lk(tl_mu);
           timeline.push_back({{"t-ms", ms_since(t0)},
                               {"pages-installed", installed.load()},
-                              {"postcopy-requests", lr ? lr->requests() : 0}});
+                              {"postcopy-requests", lr->requests()}});
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
       }
@@ -1253,27 +1261,24 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
   st["pages-installed"] = installed.load();
 
   if (live) {
-    if (lr) {
-      if (Status fs = lr->finish(); !fs.ok()) st["tracker-error"] = fs.error().message;
-      auto ts2 = lr->stats();
-      auto lat = lr->latencies();
-      st["postcopy-requests"] = lr->requests();
-      st["faults"] = ts2.faults;
-      st["fetched-on-demand"] = ts2.fetched_on_demand;
-      st["postcopy-blocktime"] = static_cast<double>(ts2.blocktime_ns) / 1e6;
-      st["fault-latency-p50-us"] = percentile_us(lat, 0.50);
-      st["fault-latency-p99-us"] = percentile_us(lat, 0.99);
-      st["fault-latency-max-us"] = percentile_us(lat, 1.0);
-      st["max-open-runs"] = ts2.max_open_runs_seen;
-    } else {
-      st["postcopy-requests"] = 0;
-    }
+    // (lr exists in live mode from the prepare phase on.)
+    if (Status fs = lr->finish(); !fs.ok()) st["tracker-error"] = fs.error().message;
+    auto ts2 = lr->stats();
+    auto lat = lr->latencies();
+    st["postcopy-requests"] = lr->requests();
+    st["faults"] = ts2.faults;
+    st["fetched-on-demand"] = ts2.fetched_on_demand;
+    st["postcopy-blocktime"] = static_cast<double>(ts2.blocktime_ns) / 1e6;
+    st["fault-latency-p50-us"] = percentile_us(lat, 0.50);
+    st["fault-latency-p99-us"] = percentile_us(lat, 0.99);
+    st["fault-latency-max-us"] = percentile_us(lat, 1.0);
+    st["max-open-runs"] = ts2.max_open_runs_seen;
     st["urgent-frames"] = urgent_frames;
     stop_live_threads();
     std::lock_guard lk(tl_mu);
     timeline.push_back({{"t-ms", ms_since(t_stream)},
                         {"pages-installed", installed.load()},
-                        {"postcopy-requests", lr ? lr->requests() : 0}});
+                        {"postcopy-requests", lr->requests()}});
     st["population-timeline"] = timeline;
     if (!probe_error.empty()) st["resume-error"] = probe_error;
   } else {
