@@ -50,13 +50,11 @@ constexpr size_t kHeapPopulate = size_t{256} << 20;
 constexpr double kDefaultSeconds = 1.25;
 
 struct GlibcAlloc {
-  static constexpr const char* kName = "glibc";
   void* malloc(size_t n) { return std::malloc(n); }
   void free(void* p) { std::free(p); }
 };
 
 struct EnclaveAlloc {
-  static constexpr const char* kName = "enclave";
   EnclaveHeap* heap;
   void* malloc(size_t n) { return heap->malloc(n); }
   void free(void* p) { heap->free(p); }

@@ -265,7 +265,9 @@ TEST_P(FaultTrackerTest, FaultBlocksOnlyTheFaultingThreadUntilFetched) {
 // 8 threads touch random pages concurrently: everyone reads the right bytes, every touched
 // granule is fetched exactly once, nothing else is fetched, and no increment is lost.
 TEST_P(FaultTrackerTest, EightThreadsRandomTouchesEachGranuleFetchedOnce) {
-  for (auto [G, spin] : kGranuleSpinCases) {
+  for (auto [granule, spin_ns] : kGranuleSpinCases) {
+    const size_t G = granule;  // captured by the lambdas below (structured bindings are not)
+    const uint32_t spin = spin_ns;
     SCOPED_TRACE("granule " + std::to_string(G) + ", spin_ns " + std::to_string(spin));
     Region r(GetParam(), 16 << 20);
     ASSERT_NE(r.p, nullptr);
@@ -326,7 +328,9 @@ TEST_P(FaultTrackerTest, EightThreadsRandomTouchesEachGranuleFetchedOnce) {
 // by exactly one path, refused installs are kState, no page is lost or applied twice, and (for
 // mprotect) installing everything ends with ONE mapping without disarm().
 TEST_P(FaultTrackerTest, BackgroundInstallRacesWithFaults) {
-  for (auto [G, spin] : kGranuleSpinCases) {
+  for (auto [granule, spin_ns] : kGranuleSpinCases) {
+    const size_t G = granule;  // captured by the lambdas below (structured bindings are not)
+    const uint32_t spin = spin_ns;
     SCOPED_TRACE("granule " + std::to_string(G) + ", spin_ns " + std::to_string(spin));
     Region r(GetParam(), 16 << 20);
     ASSERT_NE(r.p, nullptr);

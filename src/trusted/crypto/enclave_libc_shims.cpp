@@ -199,12 +199,12 @@ extern "C" {
 // OpenSSL's seed source calls getentropy() (weak reference), then syscall(SYS_getrandom). Both are
 // served from the CPU. Unlike glibc's, this getentropy accepts more than 256 bytes: OpenSSL asks
 // for whatever its entropy pool needs (bounded by 2^14 bytes).
-int getentropy(void* buffer, size_t length) noexcept {
+int getentropy(void* buffer, size_t length) {
   if (length > 0 && buffer == nullptr) return fail(EFAULT);
   return cpu_random_fill(buffer, length) ? 0 : fail(EIO);
 }
 
-ssize_t getrandom(void* buffer, size_t length, unsigned int flags) noexcept {
+ssize_t getrandom(void* buffer, size_t length, unsigned int flags) {
   if ((flags & ~static_cast<unsigned>(GRND_NONBLOCK | GRND_RANDOM | GRND_INSECURE)) != 0)
     return fail(EINVAL);
   if (length > 0 && buffer == nullptr) return fail(EFAULT);
@@ -322,7 +322,7 @@ struct tm* gmtime_r(const time_t* t, struct tm* out) noexcept {
 }
 
 // Sleeping would block in the host; only BIO_wait (sockets) sleeps. Nothing is slept.
-unsigned int sleep(unsigned int seconds) noexcept {
+unsigned int sleep(unsigned int seconds) {
   return seconds;
 }
 int usleep(useconds_t /*usec*/) {
