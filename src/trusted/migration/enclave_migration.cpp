@@ -15,6 +15,7 @@
 #include "common/wire_format.h"
 #include "trusted/crypto/enclave_crypto.h"
 #include "trusted/enclave_runtime.h"
+#include "trusted/migration/small_state_format.h"
 
 namespace constmig::trusted::mig {
 namespace {
@@ -25,8 +26,6 @@ using Key32 = std::array<uint8_t, 32>;
 
 constexpr uint32_t kEpoch = 1;
 constexpr size_t kMaxTrustKeys = 1024;
-constexpr uint32_t kSmallStateVersion = 1;
-constexpr size_t kSmallStateHeader = 48;  // u32 version, u32 0, 5 x u64 layout
 
 // One migration's state. Lives in the per-instance arena; pointed to by an instance global.
 struct Context {
@@ -639,27 +638,15 @@ int32_t mig_import_small(Context& m, Call& c) {
   m.state = abi::kMigImporting;
   auto pt = open_record(m, c.slot, wire::FrameType::kSmallState, c.in);
   if (!pt.ok()) return fail_target(m, c, pt.error().message);
-  ByteReader r(*pt);
-  uint32_t ver = r.u32();
-  (void)r.u32();
-  uint64_t gbegin = r.u64(), glen = r.u64(), hbase = r.u64(), htop = r.u64(), hlimit = r.u64();
   abi::EnclaveLayout l = layout();
-  if (!r.ok() || ver != kSmallStateVersion) return fail_target(m, c, "bad small-state header");
-  if (gbegin != l.globals_begin || glen != l.globals_end - l.globals_begin ||
-      r.remaining() != glen) {
-    return fail_target(m, c, "the source's enclave globals do not match this image's layout");
-  }
-  if (hbase != l.heap_base || htop % abi::kPageSize != 0 || htop > boot_page().heap_limit) {
-    return fail_target(m, c,
-                       "the source's heap (" + std::to_string(htop >> 20) +
-                           " MiB in use) does not fit this enclave's heap limit (" +
-                           std::to_string(boot_page().heap_limit >> 20) +
-                           " MiB): start the target with a larger --max-memory");
-  }
-  (void)hlimit;
+  auto small =
+      parse_small_state(*pt, SmallStateExpect{l.globals_begin, l.globals_end - l.globals_begin,
+                                              l.heap_base, boot_page().heap_limit});
+  if (!small.ok()) return fail_target(m, c, small.error().message);
+  const uint64_t glen = small->globals_len, htop = small->heap_top;
   // Install the globals: from here this instance holds the source's app state (the heap
   // object included). Our own migration context lives in the instance arena and survives.
-  std::memcpy(reinterpret_cast<void*>(l.globals_begin), r.bytes(glen).data(), glen);
+  std::memcpy(reinterpret_cast<void*>(l.globals_begin), small->globals.data(), glen);
   crypto::wipe(*pt);
   m.heap_top = htop;
   m.pages = htop / abi::kPageSize;
