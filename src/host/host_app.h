@@ -23,6 +23,13 @@ struct AppOptions {
   uint16_t port = 6380;
   int io_threads = 2;
   uint64_t pages_mib = 64;  // pagecounter: MiB of oracle pages
+  // Workload suite (btree, hashjoin, graph, xsbench): bytes of data to build in the enclave heap
+  // (0 = three quarters of the heap limit, which the tool fills in).
+  uint64_t data_bytes = 0;
+  uint64_t heap_limit = 0;  // the enclave's --max-memory, for apps that size themselves by it
+  // TESTING ONLY: a migration target corrupts one value in the enclave before its post-migration
+  // verification, which must then report failure.
+  bool self_test_corrupt = false;
 };
 
 class HostApp {
