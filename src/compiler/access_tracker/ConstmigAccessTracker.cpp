@@ -1,0 +1,705 @@
+// constmig Access Tracker: an LLVM 14 new-pass-manager plugin (untrusted build tooling).
+//
+// Instruments every memory access of enclave code that may touch the enclave heap with a check
+// of the in-enclave restored-bitmap, so that a live-migration target can run before its heap
+// has arrived: a missing page is fetched (via the runtime's __constmig_at_fetch) before the
+// access happens. See docs/access_tracker.md for the check's shape, the hoisting and merging
+// rules and why they are safe.
+//
+// Runtime contract (C linkage, hidden visibility, defined by the enclave runtime):
+//   uint8_t   __constmig_at_active;     only ever 1 -> 0 while app code runs
+//   uint64_t  __constmig_at_heap_base;  heap = [base, base + size)
+//   uint64_t  __constmig_at_heap_size;
+//   uint64_t* __constmig_at_bitmap;     page p restored iff bit (p & 63) of word p >> 6 is set;
+//                                       bits only go 0 -> 1 while app code runs
+//   void      __constmig_at_fetch(const void* addr, uint64_t len);
+//                                       returns once every heap page of the range is restored
+
+#include <cstdint>
+#include <cstdlib>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/PostOrderIterator.h"
+#include "llvm/ADT/SmallPtrSet.h"
+#include "llvm/ADT/SmallVector.h"
+#include "llvm/ADT/StringRef.h"
+#include "llvm/Analysis/LoopInfo.h"
+#include "llvm/Analysis/ScalarEvolution.h"
+#include "llvm/Analysis/ScalarEvolutionExpressions.h"
+#include "llvm/Analysis/TargetLibraryInfo.h"
+#include "llvm/Analysis/ValueTracking.h"
+#include "llvm/IR/Constants.h"
+#include "llvm/IR/DataLayout.h"
+#include "llvm/IR/Dominators.h"
+#include "llvm/IR/Function.h"
+#include "llvm/IR/GlobalAlias.h"
+#include "llvm/IR/GlobalVariable.h"
+#include "llvm/IR/IRBuilder.h"
+#include "llvm/IR/Instructions.h"
+#include "llvm/IR/IntrinsicInst.h"
+#include "llvm/IR/MDBuilder.h"
+#include "llvm/IR/Module.h"
+#include "llvm/IR/PassManager.h"
+#include "llvm/Passes/PassBuilder.h"
+#include "llvm/Passes/PassPlugin.h"
+#include "llvm/Support/MathExtras.h"
+#include "llvm/Support/raw_ostream.h"
+#include "llvm/Transforms/Utils/BasicBlockUtils.h"
+
+using namespace llvm;
+
+namespace {
+
+constexpr char kPassName[] = "constmig-access-tracker";
+constexpr char kRuntimePrefix[] = "__constmig_at_";
+constexpr char kNoCheckAnnotation[] = "constmig_no_access_check";
+constexpr char kNoCheckAttr[] = "constmig-no-access-check";
+// Set on every function this pass has processed, so that running the pass twice (opt on already
+// instrumented IR, LTO) never instruments twice.
+constexpr char kDoneAttr[] = "constmig-at-done";
+
+constexpr uint64_t kPageSize = 4096;
+constexpr unsigned kPageShift = 12;
+// A constant range at most this long touches at most two pages: the inline check tests the
+// first and the last. Longer (or dynamic) ranges go to the runtime's fetch, which tests the
+// bitmap itself before doing anything slow.
+constexpr uint64_t kMaxInlineRange = kPageSize;
+// Accesses off one base in one block share a check when their combined span is below this.
+constexpr uint64_t kMaxMergedSpan = kPageSize;
+
+struct Stats {
+  uint64_t Functions = 0;          // functions instrumented
+  uint64_t SkippedFunctions = 0;   // excluded by name, annotation or attribute (with bodies)
+  uint64_t Accesses = 0;           // memory operands seen in instrumented functions
+  uint64_t SkippedStack = 0;       // underlying object is an alloca / byval argument
+  uint64_t SkippedGlobal = 0;      // underlying object is a global (or code, or null)
+  uint64_t SkippedAddrSpace = 0;   // non-zero address space (segment-relative on x86)
+  uint64_t Instrumented = 0;       // accesses covered by a check
+  uint64_t Hoisted = 0;            // accesses whose check moved to a loop preheader
+  uint64_t Merged = 0;             // accesses sharing another access's check (same block)
+  uint64_t Dominated = 0;          // checks dropped: an identical or wider check dominates
+  uint64_t Checks = 0;             // checks emitted
+  uint64_t InlineChecks = 0;       //   of which test the bitmap inline
+  uint64_t RangeChecks = 0;        //   of which hand a dynamic / long range to fetch
+};
+
+// One memory operand of one instruction.
+struct Access {
+  Instruction* Inst = nullptr;
+  Value* Ptr = nullptr;       // pointer (or vector of pointers when PerLane)
+  uint64_t Size = 0;          // constant length in bytes, when Len == nullptr
+  Value* Len = nullptr;       // dynamic length (integer), or nullptr
+  bool PerLane = false;       // gather/scatter: each lane of Ptr is accessed with Size bytes
+  uint64_t Align = 1;         // known alignment of Ptr
+};
+
+// One check to emit: the range [Base + Lo, Base + Hi) (or Base + Lo with dynamic Len).
+struct Check {
+  Instruction* InsertPt = nullptr;
+  BasicBlock* Block = nullptr;  // InsertPt's block
+  Value* Base = nullptr;
+  int64_t Lo = 0;
+  int64_t Hi = 0;
+  Value* Len = nullptr;
+  bool PerLane = false;
+  uint64_t LaneSize = 0;
+  uint64_t BaseAlign = 1;     // known alignment of Base + Lo
+  DebugLoc Loc;
+  unsigned Accesses = 1;
+  bool Dead = false;
+};
+
+class AccessTracker {
+ public:
+  explicit AccessTracker(Module& M) : M(M), DL(M.getDataLayout()), Ctx(M.getContext()) {}
+
+  bool run(ModuleAnalysisManager& MAM);
+  const Stats& stats() const { return S; }
+
+ private:
+  void collectNoCheckAnnotations();
+  bool shouldSkip(const Function& F) const;
+  bool instrumentFunction(Function& F, FunctionAnalysisManager& FAM);
+  void collectAccesses(Instruction& I, const TargetLibraryInfo& TLI,
+                       SmallVectorImpl<Access>& Out);
+  void addAccess(Instruction& I, Value* Ptr, uint64_t Size, Value* Len, uint64_t Align,
+                 SmallVectorImpl<Access>& Out);
+  // 0: may be heap; otherwise which kind of provably-not-heap memory.
+  enum class NotHeap { No, Stack, Global, AddrSpace };
+  NotHeap classify(const Access& A, LoopInfo& LI) const;
+  void emit(const Check& C);
+  Value* testPage(IRBuilder<>& B, Value* Bitmap, Value* Off);
+  void declareRuntime();
+
+  Module& M;
+  const DataLayout& DL;
+  LLVMContext& Ctx;
+  Stats S;
+  SmallPtrSet<const Function*, 8> NoCheck;
+
+  // Runtime symbols (created lazily, once per module).
+  Constant* Active = nullptr;
+  Constant* HeapBase = nullptr;
+  Constant* HeapSize = nullptr;
+  Constant* Bitmap = nullptr;
+  FunctionCallee Fetch;
+  MDNode* Unlikely = nullptr;
+};
+
+void AccessTracker::collectNoCheckAnnotations() {
+  // __attribute__((annotate("..."))) on a function lands in llvm.global.annotations as
+  // { fn, string, file, line, args } structs.
+  GlobalVariable* GA = M.getNamedGlobal("llvm.global.annotations");
+  if (!GA || !GA->hasInitializer()) return;
+  auto* Arr = dyn_cast<ConstantArray>(GA->getInitializer());
+  if (!Arr) return;
+  for (Value* Op : Arr->operands()) {
+    auto* Entry = dyn_cast<ConstantStruct>(Op);
+    if (!Entry || Entry->getNumOperands() < 2) continue;
+    auto* Fn = dyn_cast<Function>(Entry->getOperand(0)->stripPointerCasts());
+    auto* Str = dyn_cast<GlobalVariable>(Entry->getOperand(1)->stripPointerCasts());
+    if (!Fn || !Str || !Str->hasInitializer()) continue;
+    auto* Data = dyn_cast<ConstantDataSequential>(Str->getInitializer());
+    if (Data && Data->isCString() && Data->getAsCString() == kNoCheckAnnotation) {
+      NoCheck.insert(Fn);
+    }
+  }
+}
+
+bool AccessTracker::shouldSkip(const Function& F) const {
+  return F.getName().startswith(kRuntimePrefix) || NoCheck.count(&F) != 0 ||
+         F.hasFnAttribute(kNoCheckAttr) || F.hasFnAttribute(Attribute::Naked) ||
+         F.hasFnAttribute(kDoneAttr);
+}
+
+void AccessTracker::declareRuntime() {
+  if (Active) return;
+  auto global = [&](StringRef Name, Type* Ty) {
+    return M.getOrInsertGlobal(Name, Ty, [&] {
+      auto* GV = new GlobalVariable(M, Ty, /*isConstant=*/false, GlobalValue::ExternalLinkage,
+                                    nullptr, Name);
+      GV->setVisibility(GlobalValue::HiddenVisibility);
+      return GV;
+    });
+  };
+  Type* I8 = Type::getInt8Ty(Ctx);
+  Type* I64 = Type::getInt64Ty(Ctx);
+  Active = global("__constmig_at_active", I8);
+  HeapBase = global("__constmig_at_heap_base", I64);
+  HeapSize = global("__constmig_at_heap_size", I64);
+  Bitmap = global("__constmig_at_bitmap", I64->getPointerTo());
+
+  const bool Existed = M.getFunction("__constmig_at_fetch") != nullptr;
+  Fetch = M.getOrInsertFunction(
+      "__constmig_at_fetch",
+      FunctionType::get(Type::getVoidTy(Ctx), {Type::getInt8PtrTy(Ctx), I64}, false));
+  if (auto* F = dyn_cast<Function>(Fetch.getCallee()); F && !Existed) {
+    F->setVisibility(GlobalValue::HiddenVisibility);
+    F->addFnAttr(Attribute::Cold);
+    F->addFnAttr(Attribute::NoUnwind);
+  }
+  // The slow side of every branch the pass adds: taken about once per page per migration.
+  Unlikely = MDBuilder(Ctx).createBranchWeights(1, 1 << 20);
+}
+
+void AccessTracker::addAccess(Instruction& I, Value* Ptr, uint64_t Size, Value* Len,
+                              uint64_t Align, SmallVectorImpl<Access>& Out) {
+  if (!Len && Size == 0) return;  // touches nothing
+  if (auto* C = dyn_cast_or_null<ConstantInt>(Len)) {
+    if (C->isZero()) return;
+    if (C->getValue().getActiveBits() <= 63) {
+      Size = C->getZExtValue();
+      Len = nullptr;
+    }
+  }
+  Access A;
+  A.Inst = &I;
+  A.Ptr = Ptr;
+  A.Size = Size;
+  A.Len = Len;
+  A.Align = std::max<uint64_t>(Align, 1);
+  Out.push_back(A);
+}
+
+void AccessTracker::collectAccesses(Instruction& I, const TargetLibraryInfo& TLI,
+                                    SmallVectorImpl<Access>& Out) {
+  // Scalable vectors (not produced for x86) get a dynamic length vscale * min size.
+  auto size = [&](Type* Ty, Value*& Len) -> uint64_t {
+    TypeSize TS = DL.getTypeStoreSize(Ty);
+    if (!TS.isScalable()) return TS.getFixedSize();
+    IRBuilder<> B(&I);
+    Len = B.CreateVScale(ConstantInt::get(Type::getInt64Ty(Ctx), TS.getKnownMinSize()));
+    return 0;
+  };
+  Value* Len = nullptr;
+  if (auto* L = dyn_cast<LoadInst>(&I)) {
+    uint64_t N = size(L->getType(), Len);
+    addAccess(I, L->getPointerOperand(), N, Len, L->getAlign().value(), Out);
+  } else if (auto* St = dyn_cast<StoreInst>(&I)) {
+    uint64_t N = size(St->getValueOperand()->getType(), Len);
+    addAccess(I, St->getPointerOperand(), N, Len, St->getAlign().value(), Out);
+  } else if (auto* RMW = dyn_cast<AtomicRMWInst>(&I)) {
+    uint64_t N = size(RMW->getValOperand()->getType(), Len);
+    addAccess(I, RMW->getPointerOperand(), N, Len, RMW->getAlign().value(), Out);
+  } else if (auto* CX = dyn_cast<AtomicCmpXchgInst>(&I)) {
+    uint64_t N = size(CX->getCompareOperand()->getType(), Len);
+    addAccess(I, CX->getPointerOperand(), N, Len, CX->getAlign().value(), Out);
+  } else if (auto* MI = dyn_cast<AnyMemIntrinsic>(&I)) {
+    // memcpy/memmove/memset (plain, .inline, element-wise atomic): destination and source.
+    addAccess(I, MI->getRawDest(), 0, MI->getLength(), MI->getDestAlign().valueOrOne().value(),
+              Out);
+    if (auto* MT = dyn_cast<AnyMemTransferInst>(MI)) {
+      addAccess(I, MT->getRawSource(), 0, MT->getLength(),
+                MT->getSourceAlign().valueOrOne().value(), Out);
+    }
+  } else if (auto* II = dyn_cast<IntrinsicInst>(&I)) {
+    switch (II->getIntrinsicID()) {
+      case Intrinsic::masked_load:  // (ptr, align, mask, passthru): whole vector as bound
+        addAccess(I, II->getArgOperand(0), size(II->getType(), Len), Len, 1, Out);
+        break;
+      case Intrinsic::masked_store:  // (val, ptr, align, mask)
+        addAccess(I, II->getArgOperand(1), size(II->getArgOperand(0)->getType(), Len), Len, 1,
+                  Out);
+        break;
+      case Intrinsic::masked_expandload:  // (ptr, mask, passthru): at most the whole vector
+        addAccess(I, II->getArgOperand(0), size(II->getType(), Len), Len, 1, Out);
+        break;
+      case Intrinsic::masked_compressstore:  // (val, ptr, mask)
+        addAccess(I, II->getArgOperand(1), size(II->getArgOperand(0)->getType(), Len), Len, 1,
+                  Out);
+        break;
+      case Intrinsic::masked_gather:    // (ptrs, align, mask, passthru)
+      case Intrinsic::masked_scatter: {  // (val, ptrs, align, mask)
+        const bool Gather = II->getIntrinsicID() == Intrinsic::masked_gather;
+        Value* Ptrs = II->getArgOperand(Gather ? 0 : 1);
+        Type* Elt = (Gather ? II->getType() : II->getArgOperand(0)->getType())->getScalarType();
+        TypeSize TS = DL.getTypeStoreSize(Elt);
+        if (isa<FixedVectorType>(Ptrs->getType()) && !TS.isScalable()) {
+          Access A;
+          A.Inst = &I;
+          A.Ptr = Ptrs;
+          A.Size = TS.getFixedSize();
+          A.PerLane = true;
+          Out.push_back(A);
+        }
+        break;
+      }
+      default:
+        break;  // other intrinsics do not access memory the way a program does
+    }
+  } else if (auto* CB = dyn_cast<CallBase>(&I)) {
+    // Arguments passed by value are copied out of the caller's memory at the call.
+    for (unsigned Arg = 0; Arg < CB->arg_size(); ++Arg) {
+      if (Type* ByVal = CB->getParamByValType(Arg)) {
+        addAccess(I, CB->getArgOperand(Arg), DL.getTypeAllocSize(ByVal).getKnownMinSize(),
+                  nullptr, 1, Out);
+      }
+    }
+    // Library functions with a known range, called as functions (not as intrinsics): the libc
+    // inside the image is not compiled with this pass, so check the range at the call.
+    // (memchr, strlen & co. are left out: their length is an upper bound that can be huge.)
+    LibFunc LF;
+    Function* Callee = CB->getCalledFunction();
+    if (Callee && TLI.getLibFunc(*Callee, LF) && TLI.has(LF)) {
+      switch (LF) {
+        case LibFunc_memcpy:
+        case LibFunc_mempcpy:
+        case LibFunc_memmove:
+        case LibFunc_memcmp:
+        case LibFunc_bcmp:
+          addAccess(I, CB->getArgOperand(0), 0, CB->getArgOperand(2), 1, Out);
+          addAccess(I, CB->getArgOperand(1), 0, CB->getArgOperand(2), 1, Out);
+          break;
+        case LibFunc_memset:
+          addAccess(I, CB->getArgOperand(0), 0, CB->getArgOperand(2), 1, Out);
+          break;
+        default:
+          break;
+      }
+    }
+  }
+}
+
+AccessTracker::NotHeap AccessTracker::classify(const Access& A, LoopInfo& LI) const {
+  Type* PtrTy = A.Ptr->getType()->getScalarType();
+  if (!PtrTy->isPointerTy()) return NotHeap::No;
+  // Non-zero address spaces are segment-relative on x86 (fs/gs): never the enclave heap, and
+  // their integer value is not a linear address the bitmap could be indexed with.
+  if (PtrTy->getPointerAddressSpace() != 0) return NotHeap::AddrSpace;
+  if (A.PerLane) return NotHeap::No;
+  SmallVector<const Value*, 4> Objects;
+  getUnderlyingObjects(A.Ptr, Objects, &LI, /*MaxLookup=*/8);
+  bool SawStack = false;
+  for (const Value* O : Objects) {
+    if (isa<AllocaInst>(O)) {
+      SawStack = true;
+      continue;
+    }
+    if (const auto* Arg = dyn_cast<Argument>(O)) {
+      // A byval / inalloca / preallocated argument is a copy in the callee's frame.
+      if (Arg->hasPassPointeeByValueCopyAttr()) {
+        SawStack = true;
+        continue;
+      }
+      return NotHeap::No;
+    }
+    if (const auto* GA = dyn_cast<GlobalAlias>(O)) {
+      if (isa_and_nonnull<GlobalVariable>(GA->getAliaseeObject())) continue;
+      return NotHeap::No;
+    }
+    // Globals live in the image's .data/.bss (or TLS), functions in its text; a null pointer
+    // is never the heap (the heap starts at base + 1 GiB).
+    if (isa<GlobalVariable>(O) || isa<Function>(O) || isa<ConstantPointerNull>(O) ||
+        isa<UndefValue>(O)) {
+      continue;
+    }
+    return NotHeap::No;
+  }
+  if (Objects.empty()) return NotHeap::No;
+  return SawStack ? NotHeap::Stack : NotHeap::Global;
+}
+
+Value* AccessTracker::testPage(IRBuilder<>& B, Value* BitmapPtr, Value* Off) {
+  Type* I64 = B.getInt64Ty();
+  Value* Page = B.CreateLShr(Off, kPageShift, "cm.at.page");
+  Value* WordPtr = B.CreateInBoundsGEP(I64, BitmapPtr, B.CreateLShr(Page, 6));
+  // Acquire: a set bit must make the restored page's contents visible (a plain mov on x86).
+  LoadInst* Word = B.CreateAlignedLoad(I64, WordPtr, MaybeAlign(8), "cm.at.word");
+  Word->setAtomic(AtomicOrdering::Acquire);
+  Value* Bit = B.CreateLShr(Word, B.CreateAnd(Page, 63));
+  return B.CreateTrunc(Bit, B.getInt1Ty());
+}
+
+void AccessTracker::emit(const Check& C) {
+  Type* I8 = Type::getInt8Ty(Ctx);
+  Type* I64 = Type::getInt64Ty(Ctx);
+  Type* I8Ptr = Type::getInt8PtrTy(Ctx);
+  auto load = [&](IRBuilder<>& B, Type* Ty, Constant* G, const char* Name) {
+    return B.CreateLoad(Ty, ConstantExpr::getPointerCast(G, Ty->getPointerTo()), Name);
+  };
+  auto fetch = [&](IRBuilder<>& B, Value* Addr, Value* Len) {
+    CallInst* Call = B.CreateCall(Fetch, {Addr, Len});
+    Call->addFnAttr(Attribute::Cold);
+    Call->addFnAttr(Attribute::NoUnwind);
+  };
+
+  // Fast path: one load of the flag and one branch that is never taken outside a migration.
+  IRBuilder<> B(C.InsertPt);
+  B.SetCurrentDebugLocation(C.Loc);
+  LoadInst* Act = B.CreateAlignedLoad(I8, ConstantExpr::getPointerCast(Active, I8Ptr),
+                                      MaybeAlign(1), "cm.at.active");
+  // A plain load (the contract allows it: the flag only falls): the backend folds it into
+  // `cmpb $0, __constmig_at_active(%rip)`. Ordering after commit: no IR pass runs after this
+  // one, and x86 never reorders a load with a later load.
+  Instruction* ActiveT =
+      SplitBlockAndInsertIfThen(B.CreateICmpNE(Act, ConstantInt::get(I8, 0)), C.InsertPt,
+                                /*Unreachable=*/false, Unlikely);
+  B.SetInsertPoint(ActiveT);
+
+  if (C.PerLane) {
+    // Gather/scatter: the runtime's fetch tests each lane's page itself.
+    auto* VT = cast<FixedVectorType>(C.Base->getType());
+    for (unsigned Lane = 0; Lane < VT->getNumElements(); ++Lane) {
+      Value* P = B.CreatePointerCast(B.CreateExtractElement(C.Base, Lane), I8Ptr);
+      fetch(B, P, ConstantInt::get(I64, C.LaneSize));
+    }
+    return;
+  }
+
+  Value* Addr = B.CreatePointerCast(C.Base, I8Ptr);
+  if (C.Lo != 0) Addr = B.CreateGEP(I8, Addr, ConstantInt::get(I64, C.Lo), "cm.at.addr");
+  if (C.Len) {
+    // Dynamic length (memcpy/memmove/memset and friends): the runtime's fetch tests the range
+    // against the bitmap itself, cheaply, before doing anything slow, and is a no-op for a
+    // range outside the heap or of length 0, so the inline part is only the flag test.
+    fetch(B, Addr, B.CreateZExtOrTrunc(C.Len, I64));
+    return;
+  }
+  const uint64_t Size = static_cast<uint64_t>(C.Hi - C.Lo);
+  if (Size > kMaxInlineRange) {
+    fetch(B, Addr, ConstantInt::get(I64, Size));
+    return;
+  }
+
+  // Migration pending: is the range in the heap, and are its first and last pages restored?
+  Value* Off = B.CreateSub(B.CreatePtrToInt(Addr, I64), load(B, I64, HeapBase, "cm.at.base"),
+                           "cm.at.off");
+  Value* HeapSz = load(B, I64, HeapSize, "cm.at.size");
+  Instruction* InHeapT = SplitBlockAndInsertIfThen(B.CreateICmpULT(Off, HeapSz), ActiveT,
+                                                   /*Unreachable=*/false);
+  B.SetInsertPoint(InHeapT);
+  Value* Bits = load(B, I64->getPointerTo(), Bitmap, "cm.at.bitmap");
+  Value* Ok = testPage(B, Bits, Off);
+  // An access aligned to its power-of-two size cannot cross a page: one bit is enough.
+  const bool OnePage = isPowerOf2_64(Size) && C.BaseAlign >= Size;
+  if (!OnePage) {
+    // Last byte's page; a range running past the heap's end is tested up to the end only
+    // (the bitmap has no bits beyond it, and the runtime ignores what lies outside the heap).
+    Value* Last = B.CreateAdd(Off, ConstantInt::get(I64, Size - 1), "cm.at.last");
+    Last = B.CreateSelect(B.CreateICmpULT(Last, HeapSz), Last, Off);
+    Ok = B.CreateAnd(Ok, testPage(B, Bits, Last));
+  }
+  Instruction* SlowT =
+      SplitBlockAndInsertIfThen(B.CreateNot(Ok), InHeapT, /*Unreachable=*/false, Unlikely);
+  B.SetInsertPoint(SlowT);
+  fetch(B, Addr, ConstantInt::get(I64, Size));
+}
+
+bool AccessTracker::instrumentFunction(Function& F, FunctionAnalysisManager& FAM) {
+  auto& DT = FAM.getResult<DominatorTreeAnalysis>(F);
+  auto& LI = FAM.getResult<LoopAnalysis>(F);
+  auto& TLI = FAM.getResult<TargetLibraryAnalysis>(F);
+  auto& SE = FAM.getResult<ScalarEvolutionAnalysis>(F);
+
+  // Blocks in reverse post-order: a dominator comes before the blocks it dominates.
+  DenseMap<const BasicBlock*, unsigned> Order;
+  SmallVector<BasicBlock*, 32> RPO;
+  for (BasicBlock* BB : ReversePostOrderTraversal<Function*>(&F)) {
+    Order[BB] = static_cast<unsigned>(RPO.size());
+    RPO.push_back(BB);
+  }
+
+  SmallVector<Access, 64> Accesses;
+  for (BasicBlock* BB : RPO) {
+    for (Instruction& I : *BB) collectAccesses(I, TLI, Accesses);
+  }
+  S.Accesses += Accesses.size();
+
+  // The constant byte distance P - Q, when scalar evolution can prove one. Both values are
+  // SSA values whose definitions dominate the point where the distance is used, so the
+  // relation holds there (and, for (c), at the dominating check's last execution too).
+  auto distance = [&](Value* P, Value* Q) -> Optional<int64_t> {
+    if (P == Q) return 0;
+    if (!SE.isSCEVable(P->getType()) || !SE.isSCEVable(Q->getType())) return None;
+    const SCEV* SP = SE.getSCEV(P);
+    const SCEV* SQ = SE.getSCEV(Q);
+    if (SE.getPointerBase(SP) != SE.getPointerBase(SQ)) return None;
+    const auto* D = dyn_cast<SCEVConstant>(SE.getMinusSCEV(SP, SQ));
+    if (!D || D->getAPInt().getMinSignedBits() > 40) return None;
+    return D->getAPInt().getSExtValue();
+  };
+  auto baseKey = [&](const Check& C) -> const void* {
+    if (C.PerLane || !SE.isSCEVable(C.Base->getType())) return C.Base;
+    return SE.getPointerBase(SE.getSCEV(C.Base));
+  };
+  auto before = [](const Instruction* X, const Instruction* Y) {
+    if (X == Y || X->isTerminator()) return false;
+    return Y->isTerminator() || X->comesBefore(Y);
+  };
+  auto isInline = [](const Check& C) {
+    return !C.PerLane && !C.Len && C.Hi - C.Lo <= static_cast<int64_t>(kMaxInlineRange);
+  };
+
+  std::vector<Check> Checks;
+  for (const Access& A : Accesses) {
+    switch (classify(A, LI)) {
+      case NotHeap::Stack:
+        ++S.SkippedStack;
+        continue;
+      case NotHeap::Global:
+        ++S.SkippedGlobal;
+        continue;
+      case NotHeap::AddrSpace:
+        ++S.SkippedAddrSpace;
+        continue;
+      case NotHeap::No:
+        break;
+    }
+    ++S.Instrumented;
+    Check C;
+    C.InsertPt = A.Inst;
+    C.Loc = A.Inst->getDebugLoc();
+    C.Base = A.Ptr;  // dominates the access, hence every place its check may go
+    C.PerLane = A.PerLane;
+    C.LaneSize = A.Size;
+    C.Len = A.Len;
+    C.Hi = A.Len || A.PerLane ? 0 : static_cast<int64_t>(A.Size);
+    if (!A.PerLane) {
+      C.BaseAlign = std::max<uint64_t>(A.Align, A.Ptr->getPointerAlignment(DL).value());
+    }
+    // (a) Loop-invariant address (and length): check once, in the preheader of the outermost
+    // loop the address is invariant in. The flag only falls and the bits only rise while app
+    // code runs, so a check before the loop covers every iteration.
+    bool Hoisted = false;
+    for (Loop* L = LI.getLoopFor(A.Inst->getParent()); L; L = L->getParentLoop()) {
+      BasicBlock* Pre = L->getLoopPreheader();
+      if (!Pre || !L->isLoopInvariant(A.Ptr) || (C.Len && !L->isLoopInvariant(C.Len))) break;
+      auto* PI = dyn_cast<Instruction>(A.Ptr);
+      auto* LenI = dyn_cast_or_null<Instruction>(C.Len);
+      if ((PI && !DT.dominates(PI, Pre->getTerminator())) ||
+          (LenI && !DT.dominates(LenI, Pre->getTerminator()))) {
+        break;
+      }
+      C.InsertPt = Pre->getTerminator();
+      Hoisted = true;
+    }
+    if (Hoisted) ++S.Hoisted;
+    C.Block = C.InsertPt->getParent();
+    Checks.push_back(C);
+  }
+  if (Checks.empty()) return false;
+
+  // (b) In one block, accesses a constant distance apart whose combined span stays below a
+  // page share one range check, placed at the first of them and addressed off its pointer.
+  // The range is checked before any of them runs; a member that then does not run (a call
+  // in between does not return) only means a page was fetched early, which is harmless.
+  std::map<std::pair<unsigned, const void*>, std::vector<size_t>> Groups;
+  for (size_t I = 0; I < Checks.size(); ++I) {
+    if (isInline(Checks[I])) Groups[{Order.lookup(Checks[I].Block), baseKey(Checks[I])}].push_back(I);
+  }
+  for (auto& Entry : Groups) {
+    std::vector<size_t>& Members = Entry.second;
+    if (Members.size() < 2) continue;
+    std::stable_sort(Members.begin(), Members.end(), [&](size_t X, size_t Y) {
+      return before(Checks[X].InsertPt, Checks[Y].InsertPt);
+    });
+    std::vector<size_t> Clusters;  // anchors: the first (earliest) member of each cluster
+    for (size_t M : Members) {
+      Check& N = Checks[M];
+      bool Placed = false;
+      for (size_t K = Clusters.size(); K-- > 0 && Clusters.size() - K <= 16;) {
+        Check& Cl = Checks[Clusters[K]];
+        Optional<int64_t> D = distance(N.Base, Cl.Base);
+        if (!D) continue;
+        const int64_t Lo = std::min(Cl.Lo, *D + N.Lo);
+        const int64_t Hi = std::max(Cl.Hi, *D + N.Hi);
+        if (static_cast<uint64_t>(Hi - Lo) >= kMaxMergedSpan) continue;
+        if (Lo != Cl.Lo) {
+          Cl.BaseAlign = commonAlignment(Align(Cl.BaseAlign), static_cast<uint64_t>(Lo - Cl.Lo))
+                             .value();
+        }
+        Cl.Lo = Lo;
+        Cl.Hi = Hi;
+        Cl.Accesses += N.Accesses;
+        N.Dead = true;
+        ++S.Merged;
+        Placed = true;
+        break;
+      }
+      if (!Placed) Clusters.push_back(M);
+    }
+  }
+
+  // (c) Drop a check dominated by one that covers its range (the bits it saw set stay set;
+  // if it saw the flag clear, it stays clear). Both checks' pointers are SSA values whose
+  // definitions dominate the dominating check, so the later check sees the same pointer value
+  // as the dominating check's last execution. Checks are visited dominators first.
+  std::vector<size_t> Live;
+  for (size_t I = 0; I < Checks.size(); ++I) {
+    if (!Checks[I].Dead) Live.push_back(I);
+  }
+  std::stable_sort(Live.begin(), Live.end(), [&](size_t X, size_t Y) {
+    const Check& A = Checks[X];
+    const Check& B = Checks[Y];
+    if (A.Block != B.Block) return Order.lookup(A.Block) < Order.lookup(B.Block);
+    return before(A.InsertPt, B.InsertPt);
+  });
+  DenseMap<const void*, SmallVector<size_t, 4>> Kept;
+  for (size_t I : Live) {
+    Check& C = Checks[I];
+    const void* Key = baseKey(C);
+    bool Covered = false;
+    for (size_t J : Kept.lookup(Key)) {
+      const Check& D = Checks[J];
+      if (D.PerLane != C.PerLane || D.Len != C.Len || D.InsertPt == C.InsertPt) continue;
+      bool Same = false;
+      if (C.PerLane) {
+        Same = D.Base == C.Base && D.LaneSize >= C.LaneSize;
+      } else if (Optional<int64_t> Dist = distance(C.Base, D.Base)) {
+        Same = C.Len ? D.Lo == *Dist + C.Lo : D.Lo <= *Dist + C.Lo && *Dist + C.Hi <= D.Hi;
+      }
+      if (Same && DT.dominates(D.InsertPt, C.InsertPt)) {
+        Covered = true;
+        break;
+      }
+    }
+    if (Covered) {
+      C.Dead = true;
+      ++S.Dominated;
+      continue;
+    }
+    Kept[Key].push_back(I);
+  }
+
+  declareRuntime();
+  for (size_t I : Live) {
+    const Check& C = Checks[I];
+    if (C.Dead) continue;
+    emit(C);
+    ++S.Checks;
+    ++(isInline(C) ? S.InlineChecks : S.RangeChecks);
+  }
+  return true;
+}
+
+bool AccessTracker::run(ModuleAnalysisManager& MAM) {
+  collectNoCheckAnnotations();
+  auto& FAM = MAM.getResult<FunctionAnalysisManagerModuleProxy>(M).getManager();
+  bool Changed = false;
+  for (Function& F : M) {
+    if (F.isDeclaration()) continue;
+    if (shouldSkip(F)) {
+      if (!F.hasFnAttribute(kDoneAttr)) ++S.SkippedFunctions;
+      continue;
+    }
+    ++S.Functions;
+    if (instrumentFunction(F, FAM)) {
+      Changed = true;
+      FAM.invalidate(F, PreservedAnalyses::none());
+    }
+    F.addFnAttr(kDoneAttr);
+  }
+  return Changed;
+}
+
+bool reportRequested() {
+  const char* Env = std::getenv("CONSTMIG_AT_REPORT");
+  return Env && *Env && StringRef(Env) != "0";
+}
+
+class AccessTrackerPass : public PassInfoMixin<AccessTrackerPass> {
+ public:
+  PreservedAnalyses run(Module& M, ModuleAnalysisManager& MAM) {
+    AccessTracker T(M);
+    const bool Changed = T.run(MAM);
+    if (reportRequested()) {
+      const Stats& S = T.stats();
+      errs() << kPassName << ": " << M.getModuleIdentifier() << ": functions=" << S.Functions
+             << " skipped-functions=" << S.SkippedFunctions << " accesses=" << S.Accesses
+             << " instrumented=" << S.Instrumented << " skipped-stack=" << S.SkippedStack
+             << " skipped-global=" << S.SkippedGlobal
+             << " skipped-addrspace=" << S.SkippedAddrSpace << " hoisted=" << S.Hoisted
+             << " merged=" << S.Merged << " dominated=" << S.Dominated
+             << " checks=" << S.Checks << " (inline=" << S.InlineChecks
+             << " range=" << S.RangeChecks << ")\n";
+    }
+    // Setting the done attribute alone changes nothing any analysis computes.
+    return Changed ? PreservedAnalyses::none() : PreservedAnalyses::all();
+  }
+  static bool isRequired() { return true; }  // run at -O0 and on optnone functions too
+};
+
+}  // namespace
+
+extern "C" LLVM_ATTRIBUTE_WEAK PassPluginLibraryInfo llvmGetPassPluginInfo() {
+  return {LLVM_PLUGIN_API_VERSION, "ConstmigAccessTracker", "0.1", [](PassBuilder& PB) {
+            PB.registerPipelineParsingCallback(
+                [](StringRef Name, ModulePassManager& MPM,
+                   ArrayRef<PassBuilder::PipelineElement>) {
+                  if (Name != kPassName) return false;
+                  MPM.addPass(AccessTrackerPass());
+                  return true;
+                });
+            // Runs at -O1..-O3 after every optimisation (so checks see the final accesses and
+            // are not themselves reordered), and in LLVM 14 also at the end of the -O0
+            // pipeline (buildO0DefaultPipeline runs the OptimizerLast callbacks).
+            PB.registerOptimizerLastEPCallback(
+                [](ModulePassManager& MPM, OptimizationLevel) {
+                  MPM.addPass(AccessTrackerPass());
+                });
+          }};
+}
