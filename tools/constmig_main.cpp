@@ -19,6 +19,7 @@
 #include "host/host_app.h"
 #include "host/host_control.h"
 #include "host/host_migration.h"
+#include "btree/host/btree_app.h"
 #include "kvstore/host/kvstore_app.h"
 #include "pagecounter/host/pagecounter_app.h"
 #include "platform/host_enclave.h"
@@ -80,6 +81,7 @@ struct RunArgs {
   int accept_timeout = 0;
   int workers = 2;
   std::string capture;
+  std::string data = "0";  // workload suite: --data
 };
 
 std::string default_control(const std::string& state_dir, const std::string& app) {
@@ -101,8 +103,15 @@ Result<Running> create_app_enclave(const RunArgs& a) {
     return make_error(Errc::kInvalidArgument, "unknown app '" + a.app + "' (known: " + names + ")");
   }
   CM_ASSIGN_OR_RETURN(uint64_t heap, host::parse_size(a.max_memory));
+  host::AppOptions ao = a.app_opts;
+  ao.heap_limit = heap;
+  CM_ASSIGN_OR_RETURN(ao.data_bytes, host::parse_size(a.data));
+  if (ao.data_bytes > heap) {
+    return make_error(Errc::kInvalidArgument, "--data " + a.data + " does not fit in --max-memory " +
+                                                  a.max_memory + ": raise --max-memory");
+  }
   Running r;
-  r.app = it->second(a.app_opts);
+  r.app = it->second(ao);
   CM_ASSIGN_OR_RETURN(r.plat, platform::Platform::create_emulated(platform_options(a.state_dir)));
   platform::EnclaveConfig cfg;
   cfg.image_path = find_image(a.image, r.app->image_file());
@@ -393,6 +402,7 @@ int cmd_platform_info(const std::string& state_dir, bool export_key) {
 int main(int argc, char** argv) {
   host::app_registry()["kvstore"] = kvstore_app::make_kvstore_app;
   host::app_registry()["pagecounter"] = pagecounter::make_pagecounter_app;
+  host::app_registry()["btree"] = btree::make_btree_app;
 
   CLI::App cli{
       "constmig: secure live migration of enclave applications (ConstMig).\n"
@@ -409,7 +419,8 @@ int main(int argc, char** argv) {
   RunArgs ra;
   auto* run = cli.add_subcommand("run", "start an enclave app and serve until Ctrl-C");
   run->add_option("--app", ra.app,
-                  "app to run: kvstore (Redis RESP subset) or pagecounter (oracle)")
+                  "app to run: kvstore (Redis RESP subset), pagecounter (oracle), or a workload: "
+                  "btree, hashjoin, graph, xsbench")
       ->capture_default_str();
   run->add_option("--image", ra.image,
                   "enclave image (default: <app>_enclave.enclave.so next to constmig)");
@@ -421,12 +432,18 @@ int main(int argc, char** argv) {
   run->add_option("--bind", ra.app_opts.bind, "kvstore: listen address")->capture_default_str();
   run->add_option("--port", ra.app_opts.port, "kvstore: TCP port (0 = any free port)")
       ->capture_default_str();
-  run->add_option("--io-threads", ra.app_opts.io_threads, "kvstore: network threads")
+  run->add_option("--io-threads", ra.app_opts.io_threads,
+                  "kvstore: network threads; workloads: load threads")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
   run->add_option("--pages", ra.app_opts.pages_mib, "pagecounter: MiB of oracle pages")
       ->capture_default_str()
       ->check(CLI::Range(1, 65536));
+  run->add_option("--data", ra.data,
+                  "workloads: data to build in the heap, e.g. 256M, 1G (0 = 3/4 of --max-memory)")
+      ->capture_default_str();
+  run->add_flag("--self-test-corrupt", ra.app_opts.self_test_corrupt,
+                "TESTING ONLY (workloads): corrupt one value before the first verification");
   run->add_option("--duration", ra.duration, "stop after this many seconds (0 = until Ctrl-C)")
       ->capture_default_str();
   run->add_option("--stats-interval", ra.stats_interval,
@@ -452,8 +469,12 @@ int main(int argc, char** argv) {
   recv->add_option("--bind", ra.app_opts.bind, "kvstore: listen address for clients")
       ->capture_default_str();
   recv->add_option("--port", ra.app_opts.port, "kvstore: client TCP port")->capture_default_str();
-  recv->add_option("--io-threads", ra.app_opts.io_threads, "kvstore: network threads")
+  recv->add_option("--io-threads", ra.app_opts.io_threads,
+                   "kvstore: network threads; workloads: load threads")
       ->capture_default_str();
+  recv->add_flag("--self-test-corrupt", ra.app_opts.self_test_corrupt,
+                 "TESTING ONLY (workloads): corrupt one value in the enclave before the "
+                 "post-migration verification, which must then fail");
   recv->add_option("--workers", ra.workers, "decrypt/verify workers")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
@@ -485,10 +506,13 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"stop-and-copy", "constmig"}));
   mig->add_option("--tracker", tracker,
                   "constmig mode: how the target keeps the app off pages not yet arrived: fault "
-                  "(mprotect + SIGSEGV on the secret heap) or uffd (userfaultfd; the target heap "
-                  "becomes ordinary, non-secret memory: for comparison)")
+                  "(mprotect + SIGSEGV on the secret heap), uffd (userfaultfd; the target heap "
+                  "becomes ordinary, non-secret memory: for comparison) or access (the enclave's "
+                  "compiled-in checks and its own restored-bitmap; no page faults, nothing for "
+                  "the host to get wrong; needs an image built with TRACKER access, as the "
+                  "shipped apps are)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"fault", "uffd"}));
+      ->check(CLI::IsMember({"fault", "uffd", "access"}));
   mig->add_option("--granule-pages", granule,
                   "constmig mode: pages fetched together when the app touches a missing page")
       ->capture_default_str()

@@ -61,6 +61,10 @@ enum EcallStatus : int32_t {
 enum RuntimeOcall : uint32_t {
   kOcallLog = 0,     // in: UTF-8 message
   kOcallTimeNs = 1,  // out: u64 CLOCK_MONOTONIC ns (UNTRUSTED time)
+  // Access Tracker: in u64 first heap page, u32 count (<= 256). Returns when the host believes
+  // those pages were installed (the enclave re-checks its own bitmap); an error status means
+  // they never will be (no live migration, or it failed).
+  kOcallFetchPages = 2,
   kFirstAppOcall = 64,
 };
 
@@ -94,7 +98,7 @@ enum RuntimeEcall : uint32_t {
   kEcallMigForceResume = 0xFFFF010Eu,
   kEcallMigReset = 0xFFFF010Fu,
   kEcallMigStatus = 0xFFFF0110u,
-  kEcallMigGoLive = 0xFFFF0111u,
+  kEcallMigGoLive = 0xFFFF0111u,  // in: [u8 tracker: 0 host page faults, 1 access tracker]
   kEcallMigLast = 0xFFFF0111u,
 };
 

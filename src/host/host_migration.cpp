@@ -370,11 +370,21 @@ std::string fault_names() {
 Result<Tracker> parse_tracker(const std::string& n) {
   if (n == "fault" || n == "mprotect") return Tracker::kFault;
   if (n == "uffd" || n == "userfaultfd") return Tracker::kUffd;
-  return make_error(Errc::kInvalidArgument, "unknown tracker '" + n + "' (known: fault, uffd)");
+  if (n == "access") return Tracker::kAccess;
+  return make_error(Errc::kInvalidArgument,
+                    "unknown tracker '" + n + "' (known: fault, uffd, access)");
 }
 
 const char* tracker_name(Tracker t) {
-  return t == Tracker::kUffd ? "uffd" : "fault";
+  switch (t) {
+    case Tracker::kUffd:
+      return "uffd";
+    case Tracker::kAccess:
+      return "access";
+    case Tracker::kFault:
+      break;
+  }
+  return "fault";
 }
 
 // ---- source -------------------------------------------------------------------------------------
@@ -773,6 +783,8 @@ namespace {
 // Live (ConstMig) restore on a target: counts the pages the enclave installed per Fault Tracker
 // granule, opens a granule for the app once all its pages are in, and serves the tracker's fetches
 // (a thread touched a granule that is not in) with an urgent PAGE_REQUEST to the source.
+// With the Access Tracker there is no host tracker: the enclave's checks ask for pages by OCALL
+// (Enclave::set_page_fetcher), served the same way; granules need no opening.
 class LiveRestore {
  public:
   LiveRestore(Channel& ch, uint64_t pages, uint32_t granule_pages)
@@ -783,9 +795,18 @@ class LiveRestore {
         count_(new std::atomic<uint32_t>[granules_ ? granules_ : 1]()),
         requested_(new std::atomic<uint8_t>[granules_ ? granules_ : 1]()) {}
 
+  ~LiveRestore() {
+    if (enclave_) enclave_->set_page_fetcher(nullptr);
+  }
+
   Status start(platform::Enclave& e, Tracker kind, std::function<void(const Error&)> on_fatal) {
     const platform::EnclaveRanges& r = e.ranges();
     window_ = reinterpret_cast<uint8_t*>(r.restore_base);
+    if (kind == Tracker::kAccess) {
+      enclave_ = &e;
+      e.set_page_fetcher([this](uint64_t first, uint32_t count) { return access(first, count); });
+      return ok_status();
+    }
     platform::TrackerOptions t;
     t.kind =
         kind == Tracker::kUffd ? platform::TrackerKind::kUffd : platform::TrackerKind::kMprotect;
@@ -829,6 +850,13 @@ class LiveRestore {
 
   // All pages are in (the manifest checked): everything accessible, tracker gone.
   Status finish() {
+    if (enclave_) {
+      enclave_->set_page_fetcher(nullptr);
+      enclave_ = nullptr;
+      std::lock_guard lk(lat_mu_);
+      stats_ = access_stats_;
+      latencies_ = access_latencies_;
+    }
     if (!tracker_) return ok_status();
     Status s = tracker_->disarm();
     stats_ = tracker_->stats();
@@ -845,9 +873,15 @@ class LiveRestore {
 
   uint64_t requests() const { return requests_; }
   uint64_t complete_granules() const { return complete_; }
-  platform::FaultTracker::Stats stats() const { return tracker_ ? tracker_->stats() : stats_; }
+  platform::FaultTracker::Stats stats() const {
+    if (tracker_) return tracker_->stats();
+    std::lock_guard lk(lat_mu_);
+    return enclave_ ? access_stats_ : stats_;
+  }
   std::vector<uint64_t> latencies() const {
-    return tracker_ ? tracker_->fault_latencies_ns() : latencies_;
+    if (tracker_) return tracker_->fault_latencies_ns();
+    std::lock_guard lk(lat_mu_);
+    return enclave_ ? access_latencies_ : latencies_;
   }
 
  private:
@@ -871,21 +905,47 @@ class LiveRestore {
     return count_[g].load(std::memory_order_acquire) == pages_in(g);
   }
 
+  // Asks the source for granule g once (urgent PAGE_REQUEST) and waits until it is complete.
+  Status await_granule(uint64_t g) {
+    if (complete(g)) return ok_status();
+    if (requested_[g].exchange(1) == 0) {
+      std::vector<uint8_t> p;
+      CM_TRY(wire::encode_page_request({g * gpages_, pages_in(g)}, p));
+      ++requests_;
+      // If the link is down the migration fails on the receiving side and the process ends;
+      // until then this thread waits like the faulting one.
+      (void)ch_.send_urgent(FrameType::kPageRequest, p);
+    }
+    std::unique_lock lk(mu_);
+    cv_.wait(lk, [&] { return complete(g) || failed_.load(); });
+    while (failed_) cv_.wait(lk);  // never resume a thread on pages that did not arrive
+    return ok_status();
+  }
+
+  // Access Tracker OCALL (an app thread inside the enclave): pages [first, first + count) were
+  // not restored when its check ran. Returns once their granules are in; the enclave re-checks.
+  int32_t access(uint64_t first, uint32_t count) {
+    if (first >= pages_ || count > pages_ - first) return abi::kEcallBadInput;
+    auto t0 = Clock::now();
+    uint64_t fetched = 0;
+    for (uint64_t g = first / gpages_; g * gpages_ < first + count; ++g) {
+      if (complete(g)) continue;
+      if (!await_granule(g).ok()) return abi::kEcallInternal;
+      ++fetched;
+    }
+    auto ns = static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count());
+    std::lock_guard lk(lat_mu_);
+    ++access_stats_.faults;
+    access_stats_.fetched_on_demand += fetched;
+    access_stats_.blocktime_ns += ns;
+    if (access_latencies_.size() < (1u << 20)) access_latencies_.push_back(ns);
+    return abi::kEcallOk;
+  }
+
   // Tracker thread: a thread touched granule g, which is not open.
   Status fetch(uint64_t g, platform::FetchReason, MutableByteView dst) {
-    if (!complete(g)) {
-      if (requested_[g].exchange(1) == 0) {
-        std::vector<uint8_t> p;
-        CM_TRY(wire::encode_page_request({g * gpages_, pages_in(g)}, p));
-        ++requests_;
-        // If the link is down the migration fails on the receiving side and the process ends;
-        // until then this thread waits like the faulting one.
-        (void)ch_.send_urgent(FrameType::kPageRequest, p);
-      }
-      std::unique_lock lk(mu_);
-      cv_.wait(lk, [&] { return complete(g) || failed_.load(); });
-      while (failed_) cv_.wait(lk);  // never resume a thread on pages that did not arrive
-    }
+    CM_TRY(await_granule(g));
     // kMprotect: dst IS the restore window (the enclave decrypted into it). kUffd: a staging
     // buffer that the tracker copies into the app's anonymous memory.
     if (dst.data() != window_ + g * gpages_ * abi::kPageSize) {
@@ -897,7 +957,9 @@ class LiveRestore {
   Status open(uint64_t g) {
     ++complete_;
     Status s;
-    if (tracker_->kind() == platform::TrackerKind::kMprotect) {
+    if (!tracker_) {
+      // Access Tracker: nothing to open (the enclave's bitmap guards); wake waiting fetches.
+    } else if (tracker_->kind() == platform::TrackerKind::kMprotect) {
       s = tracker_->install_with(g, [](MutableByteView) { return ok_status(); });
     } else {
       s = tracker_->install(
@@ -923,6 +985,10 @@ class LiveRestore {
   std::atomic<uint64_t> requests_{0}, complete_{0};
   platform::FaultTracker::Stats stats_;
   std::vector<uint64_t> latencies_;
+  platform::Enclave* enclave_ = nullptr;  // Access Tracker: whose fetch OCALLs this serves
+  mutable std::mutex lat_mu_;
+  platform::FaultTracker::Stats access_stats_;
+  std::vector<uint64_t> access_latencies_;
 };
 
 double percentile_us(std::vector<uint64_t> v, double q) {
@@ -1132,7 +1198,9 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
   if (live) {
     // Pages beyond the source's heap never arrive: they count as restored (opened when touched).
     lr->set_source_pages(pages);
-    if (auto gl = mcall(e, abi::kEcallMigGoLive, {}); !gl.ok()) return refuse(gl.error());
+    std::vector<uint8_t> go;
+    if (tracker == Tracker::kAccess) go.push_back(1);  // the enclave's checks guard the heap
+    if (auto gl = mcall(e, abi::kEcallMigGoLive, go); !gl.ok()) return refuse(gl.error());
     app_resumed = true;
     e.release_app_ecalls();
     st["resume-time"] = ms_since(t_stream);  // small state in -> app ECALLs released
@@ -1273,6 +1341,9 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
     st["fault-latency-p99-us"] = percentile_us(lat, 0.99);
     st["fault-latency-max-us"] = percentile_us(lat, 1.0);
     st["max-open-runs"] = ts2.max_open_runs_seen;
+    st["host-tracker"] = tracker == Tracker::kAccess ? "none"
+                         : tracker == Tracker::kUffd ? "uffd"
+                                                     : "mprotect";
     st["urgent-frames"] = urgent_frames;
     stop_live_threads();
     std::lock_guard lk(tl_mu);

@@ -44,6 +44,8 @@ std::string fault_names();
 enum class Tracker {
   kFault,  // mprotect + SIGSEGV on the secret heap (default; SGX-like: EAUG'd memory stays secret)
   kUffd,   // userfaultfd + UFFDIO_COPY; the target heap becomes ordinary anonymous memory
+  kAccess,  // Access Tracker: the enclave's compiled-in checks and its own restored-bitmap guard
+            // the heap (image built with TRACKER access); no page faults, no host protection
 };
 Result<Tracker> parse_tracker(const std::string& name);
 const char* tracker_name(Tracker t);

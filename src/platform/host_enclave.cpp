@@ -272,6 +272,12 @@ class EmulatedEnclave final : public Enclave {
     return first_served_ns_;
   }
 
+  void set_page_fetcher(PageFetcher fetcher) override {
+    auto f = fetcher ? std::make_shared<const PageFetcher>(std::move(fetcher)) : nullptr;
+    std::lock_guard lk(fetcher_mu_);
+    fetcher_ = std::move(f);
+  }
+
   Status use_anonymous_heap() override {
     if (ranges_.heap_anonymous) return ok_status();
     if (!app_ecalls_held()) {
@@ -311,6 +317,21 @@ class EmulatedEnclave final : public Enclave {
         std::memcpy(out, &t, 8);
         *out_len = 8;
         return abi::kEcallOk;
+      }
+      case abi::kOcallFetchPages: {
+        if (in_len != 12) return abi::kEcallBadInput;
+        uint64_t first;
+        uint32_t count;
+        std::memcpy(&first, in, 8);
+        std::memcpy(&count, in + 8, 4);
+        if (count == 0 || count > 256) return abi::kEcallBadInput;
+        std::shared_ptr<const PageFetcher> f;
+        {
+          std::lock_guard lk(fetcher_mu_);
+          f = fetcher_;
+        }
+        if (!f || !*f) return abi::kEcallRefused;
+        return (*f)(first, count);
       }
       default:
         break;
@@ -631,6 +652,8 @@ class EmulatedEnclave final : public Enclave {
   int image_fd_ = -1;
   void* dl_ = nullptr;
   constmig_enclave_ecall_fn ecall_fn_ = nullptr;
+  std::mutex fetcher_mu_;
+  std::shared_ptr<const PageFetcher> fetcher_;  // Access Tracker fetches (set_page_fetcher)
   mutable std::mutex gate_mu_;
   std::condition_variable gate_cv_;
   bool held_ = false;

@@ -107,6 +107,13 @@ class Enclave {
   // with ptrace rights can read it). The restore window keeps the secret file. Only for a target
   // before it imports (the heap contents are dropped); app ECALLs must be held. Irreversible.
   virtual Status use_anonymous_heap() = 0;
+
+  // Access Tracker (live-migration target): serves the enclave's "fetch heap pages [first,
+  // first + count)" OCALL. The fetcher blocks until it believes the pages were installed and
+  // returns an EcallStatus; without one (null) the OCALL is refused and the enclave thread that
+  // needed the page stops the process (it must not compute on pages that will not come).
+  using PageFetcher = std::function<int32_t(uint64_t first_page, uint32_t count)>;
+  virtual void set_page_fetcher(PageFetcher fetcher) = 0;
 };
 
 // CLOCK_REALTIME in ns (what migration timestamps use: comparable across processes).

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Migration test matrix: drives real constmig processes (run / receive / migrate / status).
 
-Usage: migration_test.py --bin BUILD/bin [--mode stop-and-copy|fault|uffd] CASE
+Usage: migration_test.py --bin BUILD/bin [--mode stop-and-copy|fault|uffd|access] CASE
 Each case prints what it checks and exits 0 (pass), 1 (fail) or 77 (skip). Every case runs under
-each migration mode: stop-and-copy, and live (ConstMig) with the fault (mprotect) or the uffd
-tracker; ctest names them migration.<mode>.<case>.
+each migration mode: stop-and-copy, and live (ConstMig) with the fault (mprotect), the uffd or
+the access (compiled-in checks) tracker; ctest names them migration.<mode>.<case>.
 Hosts are two processes on 127.0.0.1 with SEPARATE platform keys (CONSTMIG_HOME), each
 trusting the other, like two machines.
 """
@@ -28,6 +28,7 @@ MODE_ARGS = {
     "stop-and-copy": ["--mode", "stop-and-copy"],
     "fault": ["--mode", "constmig", "--tracker", "fault"],
     "uffd": ["--mode", "constmig", "--tracker", "uffd"],
+    "access": ["--mode", "constmig", "--tracker", "access"],
 }
 
 
@@ -488,6 +489,81 @@ def case_chain_migration():
     after = status(cc)["app_stats"]
     check(after["last_error"] == "" and after["rounds"] >= before["rounds"],
           f"C continues the same pages (rounds {before['rounds']} -> {after['rounds']})")
+
+
+def access_only():
+    if MODE != "access":
+        print("SKIP: a case for the access tracker")
+        raise SystemExit(77)
+
+
+def case_access_bitmap_guards_without_faults():
+    """The access tracker alone keeps the app off pages not yet restored: the target arms no
+    fault tracker (no SIGSEGV handler, no userfaultfd), the enclave's checks fetch what they
+    need, and the oracle passes. The control run uses an image that CLAIMS the access tracker
+    but was compiled without the pass: with the same fault-free setup its oracle must break,
+    which shows that the checks, not page faults, are what guards."""
+    access_only()
+
+    def run(image, tag):
+        port = free_port()
+        img = os.path.join(BIN, image)
+        src, sc = start_source("pagecounter", ["--pages", "48", "--max-memory", "256M",
+                                               "--io-threads", "4", "--image", img])
+        wait_for(lambda: pagecounter_ok(sc)[0], 30, f"{tag}: source oracle check")
+        tgt, tc = start_target("pagecounter", ["--max-memory", "256M", "--io-threads", "4"], port,
+                               image=img)
+        rc, stats, err = migrate(sc, port)
+        return src, sc, tgt, tc, rc, stats, err
+
+    src, sc, tgt, tc, rc, stats, err = run("pagecounter_enclave.enclave.so", "instrumented")
+    check(rc == 0, f"instrumented image: migrate succeeded (rc={rc}) {err[-300:]}")
+    t = stats.get("target", {})
+    check(t.get("tracker") == "access", "the target used the access tracker")
+    check(t.get("host-tracker") == "none" and t.get("max-open-runs", 0) == 0,
+          "the fault path is off: no mprotect/userfaultfd tracker armed, no protected runs")
+    check(t.get("faults", 0) > 0, f"the enclave's checks fetched pages {t.get('faults')} times "
+          f"(p50 {t.get('fault-latency-p50-us')} us)")
+    wait_for(lambda: src.poll() is not None, 20, "source to exit after commit")
+    before = status(tc)["app_stats"]
+    wait_for(lambda: pagecounter_ok(tc, before["checks_passed"] + 2)[0], 30,
+             "two more oracle checks on the target")
+    check(status(tc)["app_stats"]["last_error"] == "", "oracle passes on the target")
+    stop_all()
+    PROCS.clear()
+
+    src, sc, tgt, tc, rc, stats, err = run("pagecounter_unchecked_enclave.enclave.so", "unchecked")
+    broken = rc != 0
+    why = f"migrate failed (rc={rc})"
+    if not broken:
+        try:
+            wait_for(lambda: tgt.poll() is not None or
+                     (status(tc) or {}).get("app_stats", {}).get("last_error", "") != "", 20,
+                     "the unchecked target's oracle to break")
+            broken = True
+            why = "target died" if tgt.poll() is not None else \
+                "oracle: " + status(tc)["app_stats"]["last_error"][:120]
+        except Fail:
+            pass
+    check(broken, f"control: without compiled-in checks the same setup loses correctness ({why})")
+
+
+def case_access_needs_instrumented_image():
+    """--tracker access with an image built without the pass is refused by the target enclave;
+    the source gets the abort token and resumes with all its data."""
+    access_only()
+    port = free_port()
+    img = os.path.join(BIN, "pagecounter_enclave_plain.enclave.so")
+    src, sc = start_source("pagecounter", ["--pages", "16", "--max-memory", "128M", "--image", img])
+    wait_for(lambda: pagecounter_ok(sc)[0], 30, "source oracle check")
+    tgt, tc = start_target("pagecounter", ["--max-memory", "128M"], port, image=img)
+    rc, stats, err = migrate(sc, port)
+    check(rc != 0, "migration refused")
+    wait_for(lambda: tgt.poll() is not None, 30, "target to exit")
+    check("not compiled with the Access Tracker" in log_of(tgt), "the target names the missing pass")
+    check(stats is not None and stats.get("status") == "aborted", "source got the abort token")
+    s0 = status(sc)["app_stats"]["checks_passed"]
+    wait_for(lambda: pagecounter_ok(sc, s0 + 2)[0], 30, "source oracle keeps passing after resume")
 
 
 def case_netns():

@@ -13,6 +13,7 @@
 #include "common/enclave_abi.h"
 #include "common/quote_format.h"
 #include "common/wire_format.h"
+#include "trusted/access/enclave_access_tracker.h"
 #include "trusted/crypto/enclave_crypto.h"
 #include "trusted/enclave_runtime.h"
 #include "trusted/migration/small_state_format.h"
@@ -22,6 +23,7 @@ namespace {
 
 namespace wire = constmig::wire;
 namespace crypto = constmig::trusted::crypto;
+namespace at = constmig::trusted::at;
 using Key32 = std::array<uint8_t, 32>;
 
 constexpr uint32_t kEpoch = 1;
@@ -49,6 +51,9 @@ struct Context {
   // Per page: bit 0 = done (exported on the source, installed on the target), bit 1 = zero.
   std::unique_ptr<std::atomic<uint8_t>[]> page_bits;
   uint64_t page_bits_cap = 0;  // entries allocated (one per page of this enclave's heap limit)
+  // Target: bit i of word i/64 = page i decrypted, verified and written (set after the write,
+  // release order). The Access Tracker's checks read it (trusted/access).
+  std::unique_ptr<std::atomic<uint64_t>[]> restored_words;
   std::atomic<uint64_t> pages_done{0};
   bool small_state_done = false, host_state_done = false;
   std::mutex fail_mu;
@@ -370,6 +375,7 @@ int32_t mig_confirm(Context& m, Call& c) {
   uint64_t cap = boot_page().heap_limit / abi::kPageSize;
   m.page_bits.reset(new std::atomic<uint8_t>[cap ? cap : 1]());
   m.page_bits_cap = cap;
+  m.restored_words.reset(new std::atomic<uint64_t>[cap / 64 + 1]());
   m.state = abi::kMigKeyed;
   return abi::kEcallOk;
 }
@@ -729,6 +735,9 @@ int32_t mig_import_pages(Context& m, Call& c) {
     } else {
       std::memcpy(dst, buf.data(), abi::kPageSize);
     }
+    for (uint64_t i = p.index; i < p.index + p.run; ++i) {
+      m.restored_words[i / 64].fetch_or(uint64_t{1} << (i % 64), std::memory_order_release);
+    }
     installed += p.run;
     m.pages_done += p.run;
     runs.emplace_back(p.index, p.run);
@@ -776,6 +785,7 @@ int32_t mig_finish(Context& m, Call& c) {
   if (auto st = seal_record(m, c.slot, wire::FrameType::kCommit, tok, c.out); !st.ok()) {
     return fail_target(m, c, st.error().message);
   }
+  at::deactivate();  // every page is in: checks take the fast path from now on
   m.state = abi::kMigRunning;
   wipe_keys(m);
   return abi::kEcallOk;
@@ -807,6 +817,22 @@ int32_t mig_go_live(Context& m, Call& c) {
                 std::string("MigGoLive: needs a ConstMig target that imported its small and host "
                             "state (enclave is ") +
                     state_name(m.state) + ")");
+  }
+  uint8_t tracker = c.in.empty() ? 0 : c.in[0];
+  if (c.in.size() > 1 || tracker > 1) {
+    return fail(c, abi::kEcallBadInput, "MigGoLive: input is [u8 tracker (0 or 1)]");
+  }
+  if (tracker == 1) {
+    // The Access Tracker: the enclave's own bitmap guards the heap, whatever the host maps.
+    if (!at::instrumented()) {
+      return fail_target(m, c,
+                         "this enclave image was not compiled with the Access Tracker pass "
+                         "(constmig_add_enclave ... TRACKER access): use --tracker fault or uffd, "
+                         "or rebuild the app");
+    }
+    static_assert(sizeof(std::atomic<uint64_t>) == sizeof(uint64_t));
+    at::activate(boot_page().heap_base, m.pages * abi::kPageSize,
+                 reinterpret_cast<const uint64_t*>(m.restored_words.get()));
   }
   m.state = abi::kMigLive;
   return abi::kEcallOk;
