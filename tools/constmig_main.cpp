@@ -260,7 +260,7 @@ int serve(Running& r, const RunArgs& a) {
       if (auto hs = r.enclave->heap_stats(); hs.ok()) {
         j["heap"] = {{"in_use", hs->in_use}, {"top", hs->top}, {"limit", hs->limit}};
       }
-      std::fprintf(stderr, "stats %s\n", j.dump().c_str());
+      std::fprintf(stderr, "stats %s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     }
   }
   ctl.stop();
@@ -268,7 +268,7 @@ int serve(Running& r, const RunArgs& a) {
   nlohmann::json j = migrated
                          ? nlohmann::json{{"migrated_away", true}, {"migration", last_migration}}
                          : r.app->stats();
-  std::printf("%s\n", j.dump(2).c_str());
+  std::printf("%s\n", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   return 0;
 }
 
@@ -310,13 +310,13 @@ int cmd_receive(const RunArgs& a) {
     std::fprintf(stderr,
                  "constmig: the incoming migration was refused; this enclave will not run it: %s\n",
                  outcome.error.c_str());
-    std::printf("%s\n", outcome.stats.dump(2).c_str());
+    std::printf("%s\n", outcome.stats.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     // Let the host half's waiting ECALLs in: the FAILED enclave refuses them, so they end.
     r->enclave->release_app_ecalls();
     r->app->stop();
     return 1;
   }
-  std::fprintf(stderr, "migration received: %s\n", outcome.stats.dump().c_str());
+  std::fprintf(stderr, "migration received: %s\n", outcome.stats.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   return serve(*r, a);
 }
 
@@ -339,12 +339,12 @@ int cmd_migrate(const std::string& control, const nlohmann::json& req) {
     if (tty) {
       std::fprintf(stderr, "%s", progress_bar(line).c_str());
     } else if (line.value("phase", "") != "heap-stream") {
-      std::fprintf(stderr, "progress %s\n", line.dump().c_str());
+      std::fprintf(stderr, "progress %s\n", line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     }
   });
   if (tty) std::fprintf(stderr, "\n");
   if (!res.ok()) return fail(res.error());
-  if (res->contains("stats")) std::printf("%s\n", (*res)["stats"].dump(2).c_str());
+  if (res->contains("stats")) std::printf("%s\n", (*res)["stats"].dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   if (!res->value("ok", false)) {
     std::fprintf(stderr, "constmig: migration did not complete: %s\n",
                  res->value("error", std::string("?")).c_str());
