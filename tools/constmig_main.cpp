@@ -20,8 +20,11 @@
 #include "host/host_control.h"
 #include "host/host_migration.h"
 #include "btree/host/btree_app.h"
+#include "graph/host/graph_app.h"
+#include "hashjoin/host/hashjoin_app.h"
 #include "kvstore/host/kvstore_app.h"
 #include "pagecounter/host/pagecounter_app.h"
+#include "xsbench/host/xsbench_app.h"
 #include "platform/host_enclave.h"
 
 using namespace constmig;
@@ -403,6 +406,9 @@ int main(int argc, char** argv) {
   host::app_registry()["kvstore"] = kvstore_app::make_kvstore_app;
   host::app_registry()["pagecounter"] = pagecounter::make_pagecounter_app;
   host::app_registry()["btree"] = btree::make_btree_app;
+  host::app_registry()["hashjoin"] = hashjoin::make_hashjoin_app;
+  host::app_registry()["graph"] = graph::make_graph_app;
+  host::app_registry()["xsbench"] = xsbench::make_xsbench_app;
 
   CLI::App cli{
       "constmig: secure live migration of enclave applications (ConstMig).\n"
