@@ -26,8 +26,12 @@ set(_CONSTMIG_ACCESS_MARKER ${CMAKE_CURRENT_LIST_DIR}/access_tracker_marker.cpp)
 
 # Compiles <target> with the Access Tracker pass plugin.
 function(constmig_use_access_pass target)
-  target_compile_options(${target} PRIVATE "-fpass-plugin=$<TARGET_FILE:constmig_access_pass>")
+  target_compile_options(${target} PRIVATE "-fpass-plugin=${CONSTMIG_ACCESS_PASS_PLUGIN}")
   add_dependencies(${target} constmig_access_pass)
+  # A file dependency of every object on the plugin: Ninja links the plugin before compiling
+  # (add_dependencies only orders the plugin's own objects), and a changed pass recompiles.
+  get_target_property(srcs ${target} SOURCES)
+  set_property(SOURCE ${srcs} APPEND PROPERTY OBJECT_DEPENDS ${CONSTMIG_ACCESS_PASS_PLUGIN})
 endfunction()
 
 # constmig_trusted_library(<name> SOURCES <src>... [LIBS <lib>...] [TRUSTED_LIBS <lib>...])

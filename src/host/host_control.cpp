@@ -127,7 +127,9 @@ void ControlServer::serve_one(int c) {
       if (n <= 0) break;
       req.append(buf, static_cast<size_t>(n));
     }
-    auto emit = [c](const nlohmann::json& j) { (void)write_all(c, j.dump() + "\n"); };
+    auto emit = [c](const nlohmann::json& j) {
+      (void)write_all(c, j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+    };
     auto j = nlohmann::json::parse(req.substr(0, req.find('\n')), nullptr, false);
     if (!j.is_object() || !j.contains("cmd")) {
       emit({{"event", "result"},
@@ -155,7 +157,8 @@ Result<nlohmann::json> control_request(const std::string& path, const nlohmann::
                                            path + ": " + std::strerror(e) +
                                            " (is `constmig run --control " + path + "` running?)");
   }
-  if (!write_all(fd, request.dump() + "\n")) {
+  if (!write_all(fd,
+                 request.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n")) {
     ::close(fd);
     return make_error(Errc::kIo, "writing to control socket: " + err_text());
   }

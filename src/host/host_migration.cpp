@@ -424,7 +424,7 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
     std::string j = nlohmann::json{{"prepare-heap-top", top},
                                    {"tracker", tracker_name(o.tracker)},
                                    {"granule-pages", o.granule_pages}}
-                        .dump();
+                        .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     Status ps = ch.send(FrameType::kStats, as_bytes_view(j));
     while (ps.ok()) {
       auto f = ch.recv(o.io_timeout);
@@ -474,7 +474,7 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
   ByteView small = ByteView(*freeze).subspan(16);
   st["heap-bytes"] = heap_top;
   nlohmann::json src_info = {{"hold-ns", hold_ns}, {"pages", pages}, {"heap-top", heap_top}};
-  std::string src_json = src_info.dump();
+  std::string src_json = src_info.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   Status s = ch.send(FrameType::kStats, as_bytes_view(src_json));
   if (s.ok()) s = ch.send(FrameType::kSmallState, small);
   uint64_t downtime_bytes = 0;
@@ -1140,7 +1140,8 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
       if (auto ts = lr->start(e, tracker, on_fatal); !ts.ok()) return refuse(ts.error());
       st["arm-time"] = ms_since(t_arm);
     }
-    std::string j = nlohmann::json{{"ready", true}}.dump();
+    std::string j = nlohmann::json{{"ready", true}}.dump(-1, ' ', false,
+                                                         nlohmann::json::error_handler_t::replace);
     if (auto s2 = ch.send(FrameType::kStats, as_bytes_view(j)); !s2.ok()) return refuse(s2.error());
   }
   st["setup-time"] = ms_since(t_start);
@@ -1204,7 +1205,8 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
     app_resumed = true;
     e.release_app_ecalls();
     st["resume-time"] = ms_since(t_stream);  // small state in -> app ECALLs released
-    std::string lj = nlohmann::json{{"live", true}}.dump();
+    std::string lj = nlohmann::json{{"live", true}}.dump(-1, ' ', false,
+                                                         nlohmann::json::error_handler_t::replace);
     (void)ch.send(FrameType::kStats, as_bytes_view(lj));  // the source lets its clients go
     prober = std::thread([&] {
       Status rs = app.probe(e);
@@ -1365,11 +1367,11 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
     st["downtime"] = static_cast<double>(first_served - hold_ns) / 1e6;
   st["total-time"] = ms_since(t_start);
   st["status"] = "completed";
-  std::string js = st.dump();
+  std::string js = st.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   if (js.size() > wire::kMaxStatsText) {  // a long timeline: keep the summary
     nlohmann::json small = st;
     small.erase("population-timeline");
-    js = small.dump();
+    js = small.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   }
   (void)ch.send(FrameType::kStats, as_bytes_view(js));
   Status cs = ch.send(FrameType::kCommit, *commit);

@@ -26,6 +26,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <mutex>
 #include <sstream>
 
@@ -51,7 +52,9 @@ std::string runtime_ecall_name(uint32_t id) {
       "MigHello",       "MigPeer",      "MigConfirm",     "MigFreeze",        "MigSealHostState",
       "MigExportPages", "MigManifest",  "MigImportSmall", "MigOpenHostState", "MigImportPages",
       "MigFinish",      "MigMakeAbort", "MigCommit",      "MigAbort",         "MigForceResume",
-      "MigReset",       "MigStatus"};
+      "MigReset",       "MigStatus",    "MigGoLive"};
+  static_assert(std::size(kMig) == abi::kEcallMigLast - abi::kEcallMigFirst + 1,
+                "a name for every migration ECALL");
   if (id >= abi::kEcallMigFirst && id <= abi::kEcallMigLast) return kMig[id - abi::kEcallMigFirst];
   switch (id) {
     case abi::kEcallFetchPending:

@@ -504,6 +504,7 @@ def case_access_bitmap_guards_without_faults():
     but was compiled without the pass: with the same fault-free setup its oracle must break,
     which shows that the checks, not page faults, are what guards."""
     access_only()
+    setup_hosts()
 
     def run(image, tag):
         port = free_port()
@@ -534,7 +535,13 @@ def case_access_bitmap_guards_without_faults():
 
     src, sc, tgt, tc, rc, stats, err = run("pagecounter_unchecked_enclave.enclave.so", "unchecked")
     broken = rc != 0
-    why = f"migrate failed (rc={rc})"
+    if broken:
+        try:
+            tgt.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        why = f"migrate failed (rc={rc}); the target exited with {tgt.poll()} " \
+              f"(negative: killed by that signal, e.g. reading a pointer from a page not restored)"
     if not broken:
         try:
             wait_for(lambda: tgt.poll() is not None or
@@ -552,6 +559,7 @@ def case_access_needs_instrumented_image():
     """--tracker access with an image built without the pass is refused by the target enclave;
     the source gets the abort token and resumes with all its data."""
     access_only()
+    setup_hosts()
     port = free_port()
     img = os.path.join(BIN, "pagecounter_enclave_plain.enclave.so")
     src, sc = start_source("pagecounter", ["--pages", "16", "--max-memory", "128M", "--image", img])

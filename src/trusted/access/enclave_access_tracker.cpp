@@ -32,7 +32,9 @@ namespace {
 
 CONSTMIG_INSTANCE std::atomic<uint64_t> g_fetch_calls{0};
 
-std::atomic_ref<uint8_t> active_flag() { return std::atomic_ref<uint8_t>(__constmig_at_active); }
+std::atomic_ref<uint8_t> active_flag() {
+  return std::atomic_ref<uint8_t>(__constmig_at_active);
+}
 
 bool restored(uint64_t page) {
   return (__atomic_load_n(&__constmig_at_bitmap[page >> 6], __ATOMIC_ACQUIRE) >> (page & 63)) & 1;
@@ -89,7 +91,9 @@ void request(uint64_t first, uint32_t count) {
 
 }  // namespace
 
-bool instrumented() { return &__constmig_at_instrumented != nullptr; }
+bool instrumented() {
+  return &__constmig_at_instrumented != nullptr;
+}
 
 void activate(uint64_t heap_base, uint64_t bytes, const uint64_t* bitmap) {
   __constmig_at_heap_base = heap_base;
@@ -98,11 +102,17 @@ void activate(uint64_t heap_base, uint64_t bytes, const uint64_t* bitmap) {
   active_flag().store(1, std::memory_order_release);
 }
 
-void deactivate() { active_flag().store(0, std::memory_order_release); }
+void deactivate() {
+  active_flag().store(0, std::memory_order_release);
+}
 
-bool active() { return active_flag().load(std::memory_order_acquire) != 0; }
+bool active() {
+  return active_flag().load(std::memory_order_acquire) != 0;
+}
 
-uint64_t fetch_calls() { return g_fetch_calls.load(std::memory_order_relaxed); }
+uint64_t fetch_calls() {
+  return g_fetch_calls.load(std::memory_order_relaxed);
+}
 
 }  // namespace constmig::trusted::at
 
