@@ -6,7 +6,7 @@ target triple = "x86_64-unknown-linux-gnu"
 define i64 @rmw(i64* %p) {
 ; CHECK-LABEL: define i64 @rmw(
 ; CHECK:         load i8, i8* @__constmig_at_active
-; CHECK:         call void @__constmig_at_fetch(i8* %{{.*}}, i64 8)
+; CHECK:         call preserve_mostcc void @__constmig_at_check(i8* %{{.*}}, i64 8)
 ; CHECK:       cm.at.cont:
 ; CHECK-NEXT:    %old = atomicrmw add i64* %p, i64 1 seq_cst
 entry:
@@ -17,7 +17,7 @@ entry:
 define i1 @cas(i32* %p, i32 %e, i32 %n) {
 ; CHECK-LABEL: define i1 @cas(
 ; CHECK:         load i8, i8* @__constmig_at_active
-; CHECK:         call void @__constmig_at_fetch(i8* %{{.*}}, i64 4)
+; CHECK:         call preserve_mostcc void @__constmig_at_check(i8* %{{.*}}, i64 4)
 ; CHECK:       cm.at.cont:
 ; CHECK-NEXT:    %r = cmpxchg i32* %p, i32 %e, i32 %n acq_rel monotonic
 entry:
@@ -28,7 +28,7 @@ entry:
 
 define i16 @atomic_load(i16* %p) {
 ; CHECK-LABEL: define i16 @atomic_load(
-; CHECK:         call void @__constmig_at_fetch(i8* %{{.*}}, i64 2)
+; CHECK:         call preserve_mostcc void @__constmig_at_check(i8* %{{.*}}, i64 2)
 ; CHECK:       cm.at.cont:
 ; CHECK-NEXT:    %v = load atomic i16, i16* %p acquire, align 2
 entry:
@@ -38,7 +38,7 @@ entry:
 
 define void @atomic_store(i64* %p, i64 %v) {
 ; CHECK-LABEL: define void @atomic_store(
-; CHECK:         call void @__constmig_at_fetch(i8* %{{.*}}, i64 8)
+; CHECK:         call preserve_mostcc void @__constmig_at_check(i8* %{{.*}}, i64 8)
 ; CHECK:       cm.at.cont:
 ; CHECK-NEXT:    store atomic i64 %v, i64* %p release, align 8
 entry:

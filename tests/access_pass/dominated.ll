@@ -9,8 +9,8 @@ declare void @work()
 ; Load of p[0..1] in entry dominates the load of p[1] in %then: one check (16 bytes).
 define i64 @dominated(i64* %p, i1 %c) {
 ; CHECK-LABEL: define i64 @dominated(
-; CHECK:         call void @__constmig_at_fetch(i8* %{{.*}}, i64 16)
-; CHECK-NOT:     @__constmig_at_fetch
+; CHECK:         call preserve_mostcc void @__constmig_at_check(i8* %{{.*}}, i64 16)
+; CHECK-NOT:     call {{.*}}@__constmig_at_{{fetch|check}}
 ; CHECK:       then:
 ; CHECK-NOT:     @__constmig_at
 ; CHECK:         ret i64
@@ -34,11 +34,11 @@ exit:
 define i64 @siblings(i64* %p, i1 %c) {
 ; CHECK-LABEL: define i64 @siblings(
 ; CHECK:       left:
-; CHECK:         call void @__constmig_at_fetch
+; CHECK:         call preserve_mostcc void @__constmig_at_check(i8* %{{.*}}, i64 8)
 ; CHECK:       right:
-; CHECK:         call void @__constmig_at_fetch
+; CHECK:         call preserve_mostcc void @__constmig_at_check(i8* %{{.*}}, i64 8)
 ; CHECK:       join:
-; CHECK:         call void @__constmig_at_fetch
+; CHECK:         call preserve_mostcc void @__constmig_at_check(i8* %{{.*}}, i64 8)
 ; CHECK:         ret i64
 entry:
   br i1 %c, label %left, label %right
@@ -58,9 +58,9 @@ join:
 ; A wider later access is not covered by a narrower earlier check: both stay.
 define i64 @wider_later(i8* %p) {
 ; CHECK-LABEL: define i64 @wider_later(
-; CHECK:         call void @__constmig_at_fetch(i8* %p, i64 1)
+; CHECK:         call preserve_mostcc void @__constmig_at_check(i8* %p, i64 1)
 ; CHECK:       next:
-; CHECK:         call void @__constmig_at_fetch(i8* %{{.*}}, i64 8)
+; CHECK:         call preserve_mostcc void @__constmig_at_check(i8* %{{.*}}, i64 8)
 ; CHECK:         ret i64
 entry:
   %b = load i8, i8* %p, align 1

@@ -45,8 +45,8 @@ namespace fake_rt {
 CONSTMIG_NO_ACCESS_CHECK void reset() {
   __constmig_at_active = 0;
   if (!g_heap) {
-    void* m = mmap(nullptr, kPages * kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                   -1, 0);
+    void* m =
+        mmap(nullptr, kPages * kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (m == MAP_FAILED) {
       std::perror("mmap");
       std::abort();
@@ -61,12 +61,24 @@ CONSTMIG_NO_ACCESS_CHECK void reset() {
   g_ncalls = 0;
 }
 
-CONSTMIG_NO_ACCESS_CHECK uint8_t* heap() { return g_heap; }
-CONSTMIG_NO_ACCESS_CHECK uint64_t* heap64() { return reinterpret_cast<uint64_t*>(g_heap); }
-CONSTMIG_NO_ACCESS_CHECK size_t fetch_count() { return g_ncalls; }
-CONSTMIG_NO_ACCESS_CHECK FetchCall fetch_call(size_t i) { return g_calls[i]; }
-CONSTMIG_NO_ACCESS_CHECK bool restored(size_t page) { return (g_bits[0] >> page) & 1; }
-CONSTMIG_NO_ACCESS_CHECK void set_all_restored() { g_bits[0] = (uint64_t{1} << kPages) - 1; }
+CONSTMIG_NO_ACCESS_CHECK uint8_t* heap() {
+  return g_heap;
+}
+CONSTMIG_NO_ACCESS_CHECK uint64_t* heap64() {
+  return reinterpret_cast<uint64_t*>(g_heap);
+}
+CONSTMIG_NO_ACCESS_CHECK size_t fetch_count() {
+  return g_ncalls;
+}
+CONSTMIG_NO_ACCESS_CHECK FetchCall fetch_call(size_t i) {
+  return g_calls[i];
+}
+CONSTMIG_NO_ACCESS_CHECK bool restored(size_t page) {
+  return (g_bits[0] >> page) & 1;
+}
+CONSTMIG_NO_ACCESS_CHECK void set_all_restored() {
+  g_bits[0] = (uint64_t{1} << kPages) - 1;
+}
 
 CONSTMIG_NO_ACCESS_CHECK ActiveScope::ActiveScope() {
   __atomic_store_n(&__constmig_at_active, 1, __ATOMIC_SEQ_CST);

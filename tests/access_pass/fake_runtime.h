@@ -24,7 +24,9 @@ constexpr size_t kPages = 16;
 constexpr size_t kWordsPerPage = kPage / sizeof(uint64_t);
 
 // What a restored page holds in every 8-byte word (the page index in the low bits).
-constexpr uint64_t marker(size_t page) { return 0x4d41524b00000000ull | page; }
+constexpr uint64_t marker(size_t page) {
+  return 0x4d41524b00000000ull | page;
+}
 
 struct FetchCall {
   uintptr_t addr;

@@ -10,17 +10,19 @@ define void @invariant_in_loop(i64* %a, i64* %p, i64 %n) {
 ; CHECK-LABEL: define void @invariant_in_loop(
 ; CHECK-NEXT:  entry:
 ; CHECK-NEXT:    load i8, i8* @__constmig_at_active
-; The hoisted check of *p, before the loop:
-; CHECK:         call void @__constmig_at_fetch(i8* %{{.*}}, i64 8)
+; The hoisted check of *p, before the loop (outside loops: the shared helper's call):
+; CHECK:         call preserve_mostcc void @__constmig_at_check(i8* %{{.*}}, i64 8)
 ; CHECK:       loop:
 ; CHECK-NEXT:    %i = phi i64
 ; CHECK-NEXT:    %v = load i64, i64* %p, align 8
 ; CHECK-NEXT:    %slot = getelementptr inbounds i64, i64* %a, i64 %i
+; In the loop: the inline test (range, bitmap word) and the fetch.
 ; CHECK-NEXT:    load i8, i8* @__constmig_at_active
+; CHECK:         load i64*, i64** @__constmig_at_bitmap
 ; CHECK:         call void @__constmig_at_fetch(i8* %{{.*}}, i64 8)
 ; CHECK:       cm.at.cont{{[0-9]*}}:
 ; CHECK-NEXT:    store i64 %v, i64* %slot, align 8
-; CHECK-NOT:     @__constmig_at_fetch
+; CHECK-NOT:     call {{.*}}@__constmig_at_{{fetch|check}}
 ; CHECK:         ret void
 entry:
   br label %loop
@@ -41,7 +43,7 @@ define i64 @invariant_nested(i64* %p, i64 %n, i64 %m) {
 ; CHECK-LABEL: define i64 @invariant_nested(
 ; CHECK-NEXT:  entry:
 ; CHECK-NEXT:    load i8, i8* @__constmig_at_active
-; CHECK:         call void @__constmig_at_fetch(i8* %{{.*}}, i64 8)
+; CHECK:         call preserve_mostcc void @__constmig_at_check(i8* %{{.*}}, i64 8)
 ; CHECK:       outer:
 ; CHECK-NOT:     @__constmig_at
 ; CHECK:         ret i64
@@ -76,6 +78,7 @@ define i64 @sum_unrolled(i64* %a, i64 %n4) {
 ; CHECK-NEXT:    %s = phi
 ; CHECK-NEXT:    %p0 = getelementptr inbounds i64, i64* %a, i64 %i
 ; CHECK-NEXT:    load i8, i8* @__constmig_at_active
+; CHECK:         load i64*, i64** @__constmig_at_bitmap
 ; CHECK:         call void @__constmig_at_fetch(i8* %{{.*}}, i64 32)
 ; CHECK:       cm.at.cont:
 ; CHECK-NEXT:    %v0 = load i64, i64* %p0

@@ -17,11 +17,21 @@ using fake_rt::marker;
 // ---- "app" code: instrumented by the plugin (noinline so the accesses stay in them) ----
 namespace app {
 
-__attribute__((noinline)) uint64_t read_elem(const uint64_t* a, size_t i) { return a[i]; }
-__attribute__((noinline)) void write_elem(uint64_t* a, size_t i, uint64_t v) { a[i] = v; }
-__attribute__((noinline)) void copy(void* d, const void* s, size_t n) { std::memcpy(d, s, n); }
-__attribute__((noinline)) void move(void* d, const void* s, size_t n) { std::memmove(d, s, n); }
-__attribute__((noinline)) void fill(void* d, int c, size_t n) { std::memset(d, c, n); }
+__attribute__((noinline)) uint64_t read_elem(const uint64_t* a, size_t i) {
+  return a[i];
+}
+__attribute__((noinline)) void write_elem(uint64_t* a, size_t i, uint64_t v) {
+  a[i] = v;
+}
+__attribute__((noinline)) void copy(void* d, const void* s, size_t n) {
+  std::memcpy(d, s, n);
+}
+__attribute__((noinline)) void move(void* d, const void* s, size_t n) {
+  std::memmove(d, s, n);
+}
+__attribute__((noinline)) void fill(void* d, int c, size_t n) {
+  std::memset(d, c, n);
+}
 
 __attribute__((noinline)) uint64_t sum(const uint64_t* a, size_t n) {
   uint64_t s = 0;
@@ -50,7 +60,9 @@ __attribute__((noinline)) uint64_t atomic_load(const uint64_t* p) {
 struct Rec {
   uint64_t a, b, c, d;
 };
-__attribute__((noinline)) uint64_t rec_sum(const Rec* r) { return r->a + r->b + r->c + r->d; }
+__attribute__((noinline)) uint64_t rec_sum(const Rec* r) {
+  return r->a + r->b + r->c + r->d;
+}
 
 volatile int g_sink;
 int g_table[64];

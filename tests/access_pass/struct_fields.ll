@@ -16,7 +16,7 @@ define i64 @fields(%struct.entry* %e) {
 ; The range starts at field 0, 24 bytes below %f4: the merged check is addressed off the first
 ; access's pointer with a negative offset.
 ; CHECK:         %[[ADDR:.*]] = getelementptr i8, i8* %{{.*}}, i64 -24
-; CHECK:         call void @__constmig_at_fetch(i8* %[[ADDR]], i64 32)
+; CHECK:         call preserve_mostcc void @__constmig_at_check(i8* %[[ADDR]], i64 32)
 ; CHECK:       cm.at.cont:
 ; CHECK-NEXT:    %v4 = load i64, i64* %f4, align 8
 ; CHECK-NOT:     @__constmig_at
@@ -47,8 +47,8 @@ entry:
 ; Fields 8200 bytes apart: two checks.
 define i64 @far_fields(%struct.big* %b) {
 ; CHECK-LABEL: define i64 @far_fields(
-; CHECK:         call void @__constmig_at_fetch(i8* %{{.*}}, i64 8)
-; CHECK:         call void @__constmig_at_fetch(i8* %{{.*}}, i64 8)
+; CHECK:         call preserve_mostcc void @__constmig_at_check(i8* %{{.*}}, i64 8)
+; CHECK:         call preserve_mostcc void @__constmig_at_check(i8* %{{.*}}, i64 8)
 ; CHECK:         ret i64
 entry:
   %f0 = getelementptr inbounds %struct.big, %struct.big* %b, i64 0, i32 0

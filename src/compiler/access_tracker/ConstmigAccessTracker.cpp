@@ -27,6 +27,7 @@
 #include "llvm/ADT/SmallPtrSet.h"
 #include "llvm/ADT/SmallVector.h"
 #include "llvm/ADT/StringRef.h"
+#include "llvm/ADT/Triple.h"
 #include "llvm/Analysis/LoopInfo.h"
 #include "llvm/Analysis/ScalarEvolution.h"
 #include "llvm/Analysis/ScalarEvolutionExpressions.h"
@@ -72,29 +73,30 @@ constexpr uint64_t kMaxInlineRange = kPageSize;
 constexpr uint64_t kMaxMergedSpan = kPageSize;
 
 struct Stats {
-  uint64_t Functions = 0;          // functions instrumented
-  uint64_t SkippedFunctions = 0;   // excluded by name, annotation or attribute (with bodies)
-  uint64_t Accesses = 0;           // memory operands seen in instrumented functions
-  uint64_t SkippedStack = 0;       // underlying object is an alloca / byval argument
-  uint64_t SkippedGlobal = 0;      // underlying object is a global (or code, or null)
-  uint64_t SkippedAddrSpace = 0;   // non-zero address space (segment-relative on x86)
-  uint64_t Instrumented = 0;       // accesses covered by a check
-  uint64_t Hoisted = 0;            // accesses whose check moved to a loop preheader
-  uint64_t Merged = 0;             // accesses sharing another access's check (same block)
-  uint64_t Dominated = 0;          // checks dropped: an identical or wider check dominates
-  uint64_t Checks = 0;             // checks emitted
-  uint64_t InlineChecks = 0;       //   of which test the bitmap inline
-  uint64_t RangeChecks = 0;        //   of which hand a dynamic / long range to fetch
+  uint64_t Functions = 0;         // functions instrumented
+  uint64_t SkippedFunctions = 0;  // excluded by name, annotation or attribute (with bodies)
+  uint64_t Accesses = 0;          // memory operands seen in instrumented functions
+  uint64_t SkippedStack = 0;      // underlying object is an alloca / byval argument
+  uint64_t SkippedGlobal = 0;     // underlying object is a global (or code, or null)
+  uint64_t SkippedAddrSpace = 0;  // non-zero address space (segment-relative on x86)
+  uint64_t Instrumented = 0;      // accesses covered by a check
+  uint64_t Hoisted = 0;           // accesses whose check moved to a loop preheader
+  uint64_t Merged = 0;            // accesses sharing another access's check (same block)
+  uint64_t Dominated = 0;         // checks dropped: an identical or wider check dominates
+  uint64_t Checks = 0;            // checks emitted
+  uint64_t InlineChecks = 0;      //   of which test the bitmap inline
+  uint64_t HelperChecks = 0;      //   of which call the shared __constmig_at_check
+  uint64_t RangeChecks = 0;       //   of which hand a dynamic / long range to fetch
 };
 
 // One memory operand of one instruction.
 struct Access {
   Instruction* Inst = nullptr;
-  Value* Ptr = nullptr;       // pointer (or vector of pointers when PerLane)
-  uint64_t Size = 0;          // constant length in bytes, when Len == nullptr
-  Value* Len = nullptr;       // dynamic length (integer), or nullptr
-  bool PerLane = false;       // gather/scatter: each lane of Ptr is accessed with Size bytes
-  uint64_t Align = 1;         // known alignment of Ptr
+  Value* Ptr = nullptr;  // pointer (or vector of pointers when PerLane)
+  uint64_t Size = 0;     // constant length in bytes, when Len == nullptr
+  Value* Len = nullptr;  // dynamic length (integer), or nullptr
+  bool PerLane = false;  // gather/scatter: each lane of Ptr is accessed with Size bytes
+  uint64_t Align = 1;    // known alignment of Ptr
 };
 
 // One check to emit: the range [Base + Lo, Base + Hi) (or Base + Lo with dynamic Len).
@@ -107,11 +109,26 @@ struct Check {
   Value* Len = nullptr;
   bool PerLane = false;
   uint64_t LaneSize = 0;
-  uint64_t BaseAlign = 1;     // known alignment of Base + Lo
+  uint64_t BaseAlign = 1;  // known alignment of Base + Lo
   DebugLoc Loc;
   unsigned Accesses = 1;
   bool Dead = false;
+  bool InLoop = false;  // in a loop (after hoisting): gets the inline bitmap test
 };
+
+// Where the range/bitmap test of a short constant range goes (CONSTMIG_AT_INLINE_CHECKS):
+//   loops (default): inline in loops, a call to the shared helper elsewhere
+//   all:             inline everywhere (fastest during a migration, largest code)
+//   none:            always the helper (smallest code)
+enum class InlineMode { Loops, All, None };
+InlineMode inlineMode() {
+  const char* Env = std::getenv("CONSTMIG_AT_INLINE_CHECKS");
+  if (!Env) return InlineMode::Loops;
+  StringRef V(Env);
+  if (V == "all") return InlineMode::All;
+  if (V == "none") return InlineMode::None;
+  return InlineMode::Loops;
+}
 
 class AccessTracker {
  public:
@@ -124,8 +141,7 @@ class AccessTracker {
   void collectNoCheckAnnotations();
   bool shouldSkip(const Function& F) const;
   bool instrumentFunction(Function& F, FunctionAnalysisManager& FAM);
-  void collectAccesses(Instruction& I, const TargetLibraryInfo& TLI,
-                       SmallVectorImpl<Access>& Out);
+  void collectAccesses(Instruction& I, const TargetLibraryInfo& TLI, SmallVectorImpl<Access>& Out);
   void addAccess(Instruction& I, Value* Ptr, uint64_t Size, Value* Len, uint64_t Align,
                  SmallVectorImpl<Access>& Out);
   // 0: may be heap; otherwise which kind of provably-not-heap memory.
@@ -133,6 +149,10 @@ class AccessTracker {
   NotHeap classify(const Access& A, LoopInfo& LI) const;
   void emit(const Check& C);
   Value* testPage(IRBuilder<>& B, Value* Bitmap, Value* Off);
+  // Emits the heap-range and bitmap test of [Addr, Addr + Size) at B, and the fetch of that
+  // range if a page is missing; B ends up in the block after it.
+  void emitRangeTest(IRBuilder<>& B, Instruction* Term, Value* Addr, uint64_t Size, bool OnePage);
+  Function* checkHelper();
   void declareRuntime();
 
   Module& M;
@@ -147,6 +167,8 @@ class AccessTracker {
   Constant* HeapSize = nullptr;
   Constant* Bitmap = nullptr;
   FunctionCallee Fetch;
+  Function* Helper = nullptr;
+  const InlineMode Mode = inlineMode();
   MDNode* Unlikely = nullptr;
 };
 
@@ -206,8 +228,8 @@ void AccessTracker::declareRuntime() {
   Unlikely = MDBuilder(Ctx).createBranchWeights(1, 1 << 20);
 }
 
-void AccessTracker::addAccess(Instruction& I, Value* Ptr, uint64_t Size, Value* Len,
-                              uint64_t Align, SmallVectorImpl<Access>& Out) {
+void AccessTracker::addAccess(Instruction& I, Value* Ptr, uint64_t Size, Value* Len, uint64_t Align,
+                              SmallVectorImpl<Access>& Out) {
   if (!Len && Size == 0) return;  // touches nothing
   if (auto* C = dyn_cast_or_null<ConstantInt>(Len)) {
     if (C->isZero()) return;
@@ -262,17 +284,15 @@ void AccessTracker::collectAccesses(Instruction& I, const TargetLibraryInfo& TLI
         addAccess(I, II->getArgOperand(0), size(II->getType(), Len), Len, 1, Out);
         break;
       case Intrinsic::masked_store:  // (val, ptr, align, mask)
-        addAccess(I, II->getArgOperand(1), size(II->getArgOperand(0)->getType(), Len), Len, 1,
-                  Out);
+        addAccess(I, II->getArgOperand(1), size(II->getArgOperand(0)->getType(), Len), Len, 1, Out);
         break;
       case Intrinsic::masked_expandload:  // (ptr, mask, passthru): at most the whole vector
         addAccess(I, II->getArgOperand(0), size(II->getType(), Len), Len, 1, Out);
         break;
       case Intrinsic::masked_compressstore:  // (val, ptr, mask)
-        addAccess(I, II->getArgOperand(1), size(II->getArgOperand(0)->getType(), Len), Len, 1,
-                  Out);
+        addAccess(I, II->getArgOperand(1), size(II->getArgOperand(0)->getType(), Len), Len, 1, Out);
         break;
-      case Intrinsic::masked_gather:    // (ptrs, align, mask, passthru)
+      case Intrinsic::masked_gather:     // (ptrs, align, mask, passthru)
       case Intrinsic::masked_scatter: {  // (val, ptrs, align, mask)
         const bool Gather = II->getIntrinsicID() == Intrinsic::masked_gather;
         Value* Ptrs = II->getArgOperand(Gather ? 0 : 1);
@@ -295,8 +315,8 @@ void AccessTracker::collectAccesses(Instruction& I, const TargetLibraryInfo& TLI
     // Arguments passed by value are copied out of the caller's memory at the call.
     for (unsigned Arg = 0; Arg < CB->arg_size(); ++Arg) {
       if (Type* ByVal = CB->getParamByValType(Arg)) {
-        addAccess(I, CB->getArgOperand(Arg), DL.getTypeAllocSize(ByVal).getKnownMinSize(),
-                  nullptr, 1, Out);
+        addAccess(I, CB->getArgOperand(Arg), DL.getTypeAllocSize(ByVal).getKnownMinSize(), nullptr,
+                  1, Out);
       }
     }
     // Library functions with a known range, called as functions (not as intrinsics): the libc
@@ -378,9 +398,6 @@ void AccessTracker::emit(const Check& C) {
   Type* I8 = Type::getInt8Ty(Ctx);
   Type* I64 = Type::getInt64Ty(Ctx);
   Type* I8Ptr = Type::getInt8PtrTy(Ctx);
-  auto load = [&](IRBuilder<>& B, Type* Ty, Constant* G, const char* Name) {
-    return B.CreateLoad(Ty, ConstantExpr::getPointerCast(G, Ty->getPointerTo()), Name);
-  };
   auto fetch = [&](IRBuilder<>& B, Value* Addr, Value* Len) {
     CallInst* Call = B.CreateCall(Fetch, {Addr, Len});
     Call->addFnAttr(Attribute::Cold);
@@ -398,6 +415,8 @@ void AccessTracker::emit(const Check& C) {
   Instruction* ActiveT =
       SplitBlockAndInsertIfThen(B.CreateICmpNE(Act, ConstantInt::get(I8, 0)), C.InsertPt,
                                 /*Unreachable=*/false, Unlikely);
+  ActiveT->getParent()->setName("cm.at.check");
+  C.InsertPt->getParent()->setName("cm.at.cont");
   B.SetInsertPoint(ActiveT);
 
   if (C.PerLane) {
@@ -425,17 +444,34 @@ void AccessTracker::emit(const Check& C) {
     return;
   }
 
-  // Migration pending: is the range in the heap, and are its first and last pages restored?
-  Value* Off = B.CreateSub(B.CreatePtrToInt(Addr, I64), load(B, I64, HeapBase, "cm.at.base"),
-                           "cm.at.off");
-  Value* HeapSz = load(B, I64, HeapSize, "cm.at.size");
-  Instruction* InHeapT = SplitBlockAndInsertIfThen(B.CreateICmpULT(Off, HeapSz), ActiveT,
-                                                   /*Unreachable=*/false);
-  B.SetInsertPoint(InHeapT);
-  Value* Bits = load(B, I64->getPointerTo(), Bitmap, "cm.at.bitmap");
-  Value* Ok = testPage(B, Bits, Off);
   // An access aligned to its power-of-two size cannot cross a page: one bit is enough.
   const bool OnePage = isPowerOf2_64(Size) && C.BaseAlign >= Size;
+  if (Mode == InlineMode::All || (Mode == InlineMode::Loops && C.InLoop)) {
+    emitRangeTest(B, ActiveT, Addr, Size, OnePage);
+    return;
+  }
+  // Out of loops: the cold side is just a call of the module's shared helper, whose
+  // preserve_most convention keeps the caller's registers (the call site stays tiny).
+  CallInst* Call = B.CreateCall(checkHelper(), {Addr, ConstantInt::get(I64, Size)});
+  Call->setCallingConv(CallingConv::PreserveMost);
+}
+
+void AccessTracker::emitRangeTest(IRBuilder<>& B, Instruction* Term, Value* Addr, uint64_t Size,
+                                  bool OnePage) {
+  Type* I64 = Type::getInt64Ty(Ctx);
+  auto load = [&](Type* Ty, Constant* G, const char* Name) {
+    return B.CreateLoad(Ty, ConstantExpr::getPointerCast(G, Ty->getPointerTo()), Name);
+  };
+  // Migration pending: is the range in the heap, and are its first and last pages restored?
+  Value* Off =
+      B.CreateSub(B.CreatePtrToInt(Addr, I64), load(I64, HeapBase, "cm.at.base"), "cm.at.off");
+  Value* HeapSz = load(I64, HeapSize, "cm.at.size");
+  Instruction* InHeapT =
+      SplitBlockAndInsertIfThen(B.CreateICmpULT(Off, HeapSz), Term, /*Unreachable=*/false);
+  InHeapT->getParent()->setName("cm.at.inheap");
+  B.SetInsertPoint(InHeapT);
+  Value* Bits = load(I64->getPointerTo(), Bitmap, "cm.at.bitmap");
+  Value* Ok = testPage(B, Bits, Off);
   if (!OnePage) {
     // Last byte's page; a range running past the heap's end is tested up to the end only
     // (the bitmap has no bits beyond it, and the runtime ignores what lies outside the heap).
@@ -445,8 +481,62 @@ void AccessTracker::emit(const Check& C) {
   }
   Instruction* SlowT =
       SplitBlockAndInsertIfThen(B.CreateNot(Ok), InHeapT, /*Unreachable=*/false, Unlikely);
+  SlowT->getParent()->setName("cm.at.fetch");
   B.SetInsertPoint(SlowT);
-  fetch(B, Addr, ConstantInt::get(I64, Size));
+  CallInst* Call = B.CreateCall(Fetch, {Addr, ConstantInt::get(I64, Size)});
+  Call->addFnAttr(Attribute::Cold);
+  Call->addFnAttr(Attribute::NoUnwind);
+}
+
+// void __constmig_at_check(const void* addr, uint64_t len), 0 < len <= 4096: the range test
+// for checks outside loops, one copy per image (linkonce_odr, hidden, in a comdat).
+Function* AccessTracker::checkHelper() {
+  if (Helper) return Helper;
+  constexpr char Name[] = "__constmig_at_check";
+  Type* I64 = Type::getInt64Ty(Ctx);
+  auto* FT = FunctionType::get(Type::getVoidTy(Ctx), {Type::getInt8PtrTy(Ctx), I64}, false);
+  if (Function* Existing = M.getFunction(Name);
+      Existing && Existing->getFunctionType() == FT &&
+      Existing->getCallingConv() == CallingConv::PreserveMost) {
+    return Helper = Existing;
+  }
+  Helper = Function::Create(FT, GlobalValue::LinkOnceODRLinkage, Name, M);
+  Helper->setVisibility(GlobalValue::HiddenVisibility);
+  Helper->setCallingConv(CallingConv::PreserveMost);
+  if (Triple(M.getTargetTriple()).supportsCOMDAT()) {
+    Helper->setComdat(M.getOrInsertComdat(Helper->getName()));
+  }
+  Helper->addFnAttr(Attribute::NoInline);
+  Helper->addFnAttr(Attribute::NoUnwind);
+  Helper->addFnAttr(kDoneAttr);
+  BasicBlock* Entry = BasicBlock::Create(Ctx, "entry", Helper);
+  ReturnInst* Ret = ReturnInst::Create(Ctx, Entry);
+  IRBuilder<> B(Ret);
+  // len <= 4096: the range touches at most two pages; test both (no alignment is known).
+  Value* Addr = Helper->getArg(0);
+  Value* Len = Helper->getArg(1);
+  Type* I64T = I64;
+  auto load = [&](Type* Ty, Constant* G, const char* N) {
+    return B.CreateLoad(Ty, ConstantExpr::getPointerCast(G, Ty->getPointerTo()), N);
+  };
+  Value* Off = B.CreateSub(B.CreatePtrToInt(Addr, I64T), load(I64T, HeapBase, "base"), "off");
+  Value* HeapSz = load(I64T, HeapSize, "size");
+  Instruction* InHeapT =
+      SplitBlockAndInsertIfThen(B.CreateICmpULT(Off, HeapSz), Ret, /*Unreachable=*/false);
+  InHeapT->getParent()->setName("inheap");
+  B.SetInsertPoint(InHeapT);
+  Value* Bits = load(I64T->getPointerTo(), Bitmap, "bitmap");
+  Value* Last = B.CreateAdd(Off, B.CreateSub(Len, ConstantInt::get(I64T, 1)), "last");
+  Last = B.CreateSelect(B.CreateICmpULT(Last, HeapSz), Last, Off);
+  Value* Ok = B.CreateAnd(testPage(B, Bits, Off), testPage(B, Bits, Last));
+  Instruction* SlowT =
+      SplitBlockAndInsertIfThen(B.CreateNot(Ok), InHeapT, /*Unreachable=*/false, Unlikely);
+  SlowT->getParent()->setName("fetch");
+  B.SetInsertPoint(SlowT);
+  CallInst* Call = B.CreateCall(Fetch, {Addr, Len});
+  Call->addFnAttr(Attribute::Cold);
+  Call->addFnAttr(Attribute::NoUnwind);
+  return Helper;
 }
 
 bool AccessTracker::instrumentFunction(Function& F, FunctionAnalysisManager& FAM) {
@@ -549,7 +639,8 @@ bool AccessTracker::instrumentFunction(Function& F, FunctionAnalysisManager& FAM
   // in between does not return) only means a page was fetched early, which is harmless.
   std::map<std::pair<unsigned, const void*>, std::vector<size_t>> Groups;
   for (size_t I = 0; I < Checks.size(); ++I) {
-    if (isInline(Checks[I])) Groups[{Order.lookup(Checks[I].Block), baseKey(Checks[I])}].push_back(I);
+    if (isInline(Checks[I]))
+      Groups[{Order.lookup(Checks[I].Block), baseKey(Checks[I])}].push_back(I);
   }
   for (auto& Entry : Groups) {
     std::vector<size_t>& Members = Entry.second;
@@ -569,8 +660,8 @@ bool AccessTracker::instrumentFunction(Function& F, FunctionAnalysisManager& FAM
         const int64_t Hi = std::max(Cl.Hi, *D + N.Hi);
         if (static_cast<uint64_t>(Hi - Lo) >= kMaxMergedSpan) continue;
         if (Lo != Cl.Lo) {
-          Cl.BaseAlign = commonAlignment(Align(Cl.BaseAlign), static_cast<uint64_t>(Lo - Cl.Lo))
-                             .value();
+          Cl.BaseAlign =
+              commonAlignment(Align(Cl.BaseAlign), static_cast<uint64_t>(Lo - Cl.Lo)).value();
         }
         Cl.Lo = Lo;
         Cl.Hi = Hi;
@@ -629,9 +720,16 @@ bool AccessTracker::instrumentFunction(Function& F, FunctionAnalysisManager& FAM
   for (size_t I : Live) {
     const Check& C = Checks[I];
     if (C.Dead) continue;
-    emit(C);
+    Checks[I].InLoop = LI.getLoopFor(C.Block) != nullptr;
+    emit(Checks[I]);
     ++S.Checks;
-    ++(isInline(C) ? S.InlineChecks : S.RangeChecks);
+    if (!isInline(C)) {
+      ++S.RangeChecks;
+    } else if (Mode == InlineMode::All || (Mode == InlineMode::Loops && Checks[I].InLoop)) {
+      ++S.InlineChecks;
+    } else {
+      ++S.HelperChecks;
+    }
   }
   return true;
 }
@@ -671,11 +769,10 @@ class AccessTrackerPass : public PassInfoMixin<AccessTrackerPass> {
       errs() << kPassName << ": " << M.getModuleIdentifier() << ": functions=" << S.Functions
              << " skipped-functions=" << S.SkippedFunctions << " accesses=" << S.Accesses
              << " instrumented=" << S.Instrumented << " skipped-stack=" << S.SkippedStack
-             << " skipped-global=" << S.SkippedGlobal
-             << " skipped-addrspace=" << S.SkippedAddrSpace << " hoisted=" << S.Hoisted
-             << " merged=" << S.Merged << " dominated=" << S.Dominated
+             << " skipped-global=" << S.SkippedGlobal << " skipped-addrspace=" << S.SkippedAddrSpace
+             << " hoisted=" << S.Hoisted << " merged=" << S.Merged << " dominated=" << S.Dominated
              << " checks=" << S.Checks << " (inline=" << S.InlineChecks
-             << " range=" << S.RangeChecks << ")\n";
+             << " helper=" << S.HelperChecks << " range=" << S.RangeChecks << ")\n";
     }
     // Setting the done attribute alone changes nothing any analysis computes.
     return Changed ? PreservedAnalyses::none() : PreservedAnalyses::all();
@@ -688,8 +785,7 @@ class AccessTrackerPass : public PassInfoMixin<AccessTrackerPass> {
 extern "C" LLVM_ATTRIBUTE_WEAK PassPluginLibraryInfo llvmGetPassPluginInfo() {
   return {LLVM_PLUGIN_API_VERSION, "ConstmigAccessTracker", "0.1", [](PassBuilder& PB) {
             PB.registerPipelineParsingCallback(
-                [](StringRef Name, ModulePassManager& MPM,
-                   ArrayRef<PassBuilder::PipelineElement>) {
+                [](StringRef Name, ModulePassManager& MPM, ArrayRef<PassBuilder::PipelineElement>) {
                   if (Name != kPassName) return false;
                   MPM.addPass(AccessTrackerPass());
                   return true;
@@ -697,9 +793,8 @@ extern "C" LLVM_ATTRIBUTE_WEAK PassPluginLibraryInfo llvmGetPassPluginInfo() {
             // Runs at -O1..-O3 after every optimisation (so checks see the final accesses and
             // are not themselves reordered), and in LLVM 14 also at the end of the -O0
             // pipeline (buildO0DefaultPipeline runs the OptimizerLast callbacks).
-            PB.registerOptimizerLastEPCallback(
-                [](ModulePassManager& MPM, OptimizationLevel) {
-                  MPM.addPass(AccessTrackerPass());
-                });
+            PB.registerOptimizerLastEPCallback([](ModulePassManager& MPM, OptimizationLevel) {
+              MPM.addPass(AccessTrackerPass());
+            });
           }};
 }
