@@ -89,8 +89,7 @@ bool BTree::upsert(uint64_t key, uint64_t val, uint64_t* old) {
   return inserted;
 }
 
-BTree::Split BTree::insert_rec(Node* n, uint64_t key, uint64_t val, bool* inserted,
-                               uint64_t* old) {
+BTree::Split BTree::insert_rec(Node* n, uint64_t key, uint64_t val, bool* inserted, uint64_t* old) {
   if (n->leaf) {
     auto* l = static_cast<Leaf*>(n);
     int pos = static_cast<int>(std::lower_bound(l->keys, l->keys + l->n, key) - l->keys);

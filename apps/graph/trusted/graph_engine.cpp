@@ -331,8 +331,8 @@ workload::VerifyStep GraphStore::verify_step(uint64_t budget) {
                 " R-MAT edges, CSR digest " + std::to_string(v_csr_) + "; BFS from 0 reached " +
                 std::to_string(v_reached_) + " vertices, depth " + std::to_string(v_maxd_) +
                 ", digest " + std::to_string(v_bfs_) + "; PageRank after " +
-                std::to_string(kVerifyIterations) + " iterations: digest " +
-                std::to_string(v_pr_) + ", mass " +
+                std::to_string(kVerifyIterations) + " iterations: digest " + std::to_string(v_pr_) +
+                ", mass " +
                 std::to_string(static_cast<double>(v_prsum_) / static_cast<double>(kOne));
   }
   return st;

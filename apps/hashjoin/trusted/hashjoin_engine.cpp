@@ -117,8 +117,8 @@ workload::VerifyStep JoinStore::verify_step(uint64_t max_parts) {
   if (st.done) {
     st.detail = "hashjoin: " + std::to_string(vacc_.matches) + " matches of " +
                 std::to_string(parts_ * kSPerPart) + " S tuples over " + std::to_string(parts_) +
-                " partitions, join checksum " + std::to_string(vacc_.checksum) +
-                ", data digest " + std::to_string(vacc_.digest);
+                " partitions, join checksum " + std::to_string(vacc_.checksum) + ", data digest " +
+                std::to_string(vacc_.digest);
   }
   return st;
 }

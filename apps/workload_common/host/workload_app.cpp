@@ -56,16 +56,17 @@ Status WorkloadApp::run_build(const std::string& what,
     bool done = rd.u8() != 0;
     uint64_t progress = rd.u64(), total = rd.u64();
     std::string phase(rd.str32(256));
-    if (!rd.ok()) return make_error(Errc::kInternal, what + ": malformed progress from the enclave");
+    if (!rd.ok())
+      return make_error(Errc::kInternal, what + ": malformed progress from the enclave");
     auto now = Clock::now();
     if (done || ms_between(last, now) >= 1000) {
       last = now;
       char buf[256];
-      std::snprintf(buf, sizeof buf, "%s: %s %" PRIu64 "/%" PRIu64 " (%.0f%%), %.1f s, %" PRIu64
-                    " ECALLs",
-                    what.c_str(), phase.c_str(), progress, total,
-                    total ? 100.0 * static_cast<double>(progress) / static_cast<double>(total) : 100.0,
-                    ms_between(t0, now) / 1000, calls);
+      std::snprintf(
+          buf, sizeof buf, "%s: %s %" PRIu64 "/%" PRIu64 " (%.0f%%), %.1f s, %" PRIu64 " ECALLs",
+          what.c_str(), phase.c_str(), progress, total,
+          total ? 100.0 * static_cast<double>(progress) / static_cast<double>(total) : 100.0,
+          ms_between(t0, now) / 1000, calls);
       log(buf);
     }
     if (done) return ok_status();
@@ -85,7 +86,8 @@ Result<VerifyResult> WorkloadApp::run_verify_steps(
     rd.u64();
     uint64_t digest = rd.u64();
     std::string detail(rd.str32(4096));
-    if (!rd.ok()) return make_error(Errc::kInternal, "malformed verification step from the enclave");
+    if (!rd.ok())
+      return make_error(Errc::kInternal, "malformed verification step from the enclave");
     if (failed) return VerifyResult{false, digest, detail};
     if (done) return VerifyResult{true, digest, detail};
     if (!running_) return make_error(Errc::kState, "stopped during the verification");
@@ -251,16 +253,15 @@ void WorkloadApp::run_verification(const std::string& reason, bool corrupt_first
       verify_state_ = "never";
       return;
     }
-    record_verification(reason, VerifyResult{false, 0, "verification did not run to the end: " +
-                                                           v.error().message},
-                        ms);
+    record_verification(
+        reason, VerifyResult{false, 0, "verification did not run to the end: " + v.error().message},
+        ms);
     return;
   }
   record_verification(reason, *v, ms);
 }
 
-void WorkloadApp::record_verification(const std::string& reason, const VerifyResult& v,
-                                      double ms) {
+void WorkloadApp::record_verification(const std::string& reason, const VerifyResult& v, double ms) {
   {
     std::lock_guard lk(mu_);
     verify_state_ = "done";
@@ -356,21 +357,17 @@ nlohmann::json WorkloadApp::stats(bool detailed) {
     }
   }
   std::lock_guard lk(mu_);
-  nlohmann::json j = {{"workload", name()},
-                      {"phase", phase_},
-                      {"data_bytes", data_bytes()},
-                      {"threads", opts_.io_threads},
-                      {"init_ms", init_ms_},
-                      {"ops_total", ops_carried_ + ops_here_.load()},
-                      {"ops_here", ops_here_.load()},
-                      {"ops_per_s", last_rate_},
-                      {"errors", errors_.load()},
-                      {"last_error", last_error_},
-                      {"migrated_in", migrated_in_}};
+  nlohmann::json j = {
+      {"workload", name()},           {"phase", phase_},
+      {"data_bytes", data_bytes()},   {"threads", opts_.io_threads},
+      {"init_ms", init_ms_},          {"ops_total", ops_carried_ + ops_here_.load()},
+      {"ops_here", ops_here_.load()}, {"ops_per_s", last_rate_},
+      {"errors", errors_.load()},     {"last_error", last_error_},
+      {"migrated_in", migrated_in_}};
   j["verified"] = verified_ < 0 ? nlohmann::json(nullptr) : nlohmann::json(verified_ == 1);
-  j["verification"] = {{"state", verify_state_}, {"reason", verify_reason_},
-                       {"digest", hex64(verify_digest_)}, {"detail", verify_detail_},
-                       {"ms", verify_ms_}, {"runs", verifications_}};
+  j["verification"] = {
+      {"state", verify_state_},   {"reason", verify_reason_}, {"digest", hex64(verify_digest_)},
+      {"detail", verify_detail_}, {"ms", verify_ms_},         {"runs", verifications_}};
   if (detailed) {
     nlohmann::json tl = nlohmann::json::array();
     for (auto& [t, r] : timeline_) tl.push_back({std::llround(t), std::llround(r)});

@@ -80,9 +80,8 @@ class WorkloadApp : public constmig::host::HostApp {
   bool running() const { return running_; }
   void log(const std::string& line) const;
   // Calls `step` (one build ECALL, output = BuildStep) until done, logging progress each second.
-  constmig::Status run_build(
-      const std::string& what,
-      const std::function<constmig::Result<std::vector<uint8_t>>()>& step);
+  constmig::Status run_build(const std::string& what,
+                             const std::function<constmig::Result<std::vector<uint8_t>>()>& step);
   // Calls `step` (one verification ECALL, output = VerifyStep) until done or failed.
   constmig::Result<VerifyResult> run_verify_steps(
       const std::function<constmig::Result<std::vector<uint8_t>>()>& step);
@@ -122,7 +121,7 @@ class WorkloadApp : public constmig::host::HostApp {
   double init_ms_ = 0;
   std::chrono::steady_clock::time_point t0_ = std::chrono::steady_clock::now();
 
-  mutable std::mutex mu_;  // everything below
+  mutable std::mutex mu_;                           // everything below
   std::deque<std::pair<double, double>> timeline_;  // (t_ms, ops/s), every 100 ms
   double last_rate_ = 0;
   std::string last_error_;

@@ -39,9 +39,9 @@ class XsbenchApp final : public workload::WorkloadApp {
   Status init_data(platform::Enclave& e) override {
     points_ = XsStore::gridpoints_for(data_bytes());
     CM_TRY(xs_edl::xs_init(e, enc({kSeed, points_})));
-    CM_TRY(run_build("nuclide grids: " + std::to_string(kNuclides) + " x " +
-                         std::to_string(points_) + " points",
-                     [&] { return xs_edl::xs_build(e, enc({kBuildPoints})); }));
+    CM_TRY(run_build(
+        "nuclide grids: " + std::to_string(kNuclides) + " x " + std::to_string(points_) + " points",
+        [&] { return xs_edl::xs_build(e, enc({kBuildPoints})); }));
     // The baseline: the same verification run now gives the digests the target must match.
     CM_ASSIGN_OR_RETURN(VerifyResult v, steps(e));
     if (!v.passed) return make_error(Errc::kInternal, "xsbench baseline failed: " + v.detail);

@@ -18,7 +18,7 @@ namespace xsbench {
 inline constexpr uint32_t kNuclides = 355;
 inline constexpr uint32_t kMaterials = 12;
 inline constexpr uint32_t kNuclidesPerMaterial[kMaterials] = {321, 5,  4,  4,  27, 21,
-                                                               21,  21, 21, 21, 9,  9};
+                                                              21,  21, 21, 21, 9,  9};
 // Material probabilities in per mille, as cumulative thresholds (XSBench's distribution).
 inline constexpr uint32_t kMaterialCdf[kMaterials] = {140, 192, 467, 601, 755, 819,
                                                       885, 940, 948, 963, 988, 1001};
