@@ -97,6 +97,13 @@ function(constmig_add_enclave name)
   add_library(${name} SHARED ${E_SOURCES})
   if(E_TRACKER STREQUAL "access" AND NOT E__PLAIN)
     constmig_use_access_pass(${name})
+    # Library functions the pass cannot instrument go through checked wrappers
+    # (src/trusted/access/enclave_access_wraps.cpp).
+    target_link_libraries(${name} PRIVATE constmig_trusted_access_wraps)
+    target_link_options(${name} PRIVATE
+      "LINKER:--wrap=memcpy,--wrap=memmove,--wrap=memset,--wrap=memcmp,--wrap=bcmp"
+      "LINKER:--wrap=memchr,--wrap=strlen,--wrap=strcmp,--wrap=strncmp"
+      "LINKER:--wrap=_ZSt11_Hash_bytesPKvmm")
   endif()
   set_target_properties(${name} PROPERTIES PREFIX "" SUFFIX ".enclave.so")
   # The runtime, the crypto library and its libc shims reference each other: one link group.
