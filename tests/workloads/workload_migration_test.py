@@ -67,6 +67,8 @@ def run_case(app, mode):
     wait_for(lambda: app_stats(tc).get("ops_here", 0) > before, 20, "ops to continue on target")
     t = app_stats(tc)
     check(t["errors"] == 0, f"no load errors on the target ({t['last_error']})")
+    wait_for(lambda: len(app_stats(tc).get("timeline", [])) >= 3, 20, "3 samples on the target")
+    t = app_stats(tc)
     rates = [r for _, r in t.get("timeline", [])]
     check(len(rates) >= 2 and max(rates) > 0,
           f"target timeline: {len(rates)} samples of 100 ms, peak {max(rates or [0])} ops/s")

@@ -150,7 +150,8 @@ uint64_t GraphStore::gather(const uint64_t* cur, uint64_t* next, uint64_t v0, ui
     uint64_t s = 0;
     for (uint64_t e = off[v]; e < off[v + 1]; ++e) {
       uint32_t u = adj[e];
-      s += cur[u] / (off[u + 1] - off[u]);
+      uint64_t deg = off[u + 1] - off[u];  // > 0 in a sound graph (u has v as a neighbour)
+      s += cur[u] / (deg ? deg : 1);       // a corrupted graph must fail verification, not trap
     }
     next[v] = pr_value(n_, s);
   }

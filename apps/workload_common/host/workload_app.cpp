@@ -12,7 +12,7 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 constexpr uint32_t kStateMagic = 0x4c574d43;  // "CMWL"
-constexpr uint32_t kStateVersion = 1;
+constexpr uint32_t kStateVersion = 2;
 constexpr size_t kTimelineMax = 3000;  // 5 minutes of 100 ms samples
 
 double ms_between(Clock::time_point a, Clock::time_point b) {
@@ -305,6 +305,7 @@ Result<std::vector<uint8_t>> WorkloadApp::save_state() {
   w.str32(name());
   w.u64(ops_carried_ + ops_here_.load());
   w.u64(load_seed_);
+  w.u64(data_bytes());
   save_app(w);
   return out;
 }
@@ -313,7 +314,7 @@ Status WorkloadApp::restore_state(ByteView in) {
   ByteReader r(in);
   uint32_t magic = r.u32(), version = r.u32();
   std::string n(r.str32(64));
-  uint64_t ops = r.u64(), seed = r.u64();
+  uint64_t ops = r.u64(), seed = r.u64(), bytes = r.u64();
   if (!r.ok() || magic != kStateMagic || version != kStateVersion || n != name()) {
     return make_error(Errc::kFormat, "the " + name() +
                                          " host state from the source is malformed or from another "
@@ -324,6 +325,7 @@ Status WorkloadApp::restore_state(ByteView in) {
     return make_error(Errc::kFormat, name() + " host state has trailing bytes: version mismatch?");
   }
   ops_carried_ = ops;
+  opts_.data_bytes = bytes;  // the source's size (stats, endpoint)
   load_seed_ = mix64(seed) | 1;
   {
     std::lock_guard lk(restore_mu_);
