@@ -15,7 +15,7 @@
   ECALL(gr_info, "out: u64 vertices, u64 edges")
 
 namespace graph {
-inline constexpr uint64_t kBuildBudget = 1u << 20;   // edges or vertices per gr_build
+inline constexpr uint64_t kBuildBudget = 1u << 18;   // edges or vertices per gr_build (~40 ms)
 inline constexpr uint64_t kLoadBudget = 32768;       // edges per gr_bfs / gr_pagerank
-inline constexpr uint64_t kVerifyBudget = 1u << 20;  // edges or vertices per gr_verify
+inline constexpr uint64_t kVerifyBudget = 1u << 18;  // edges or vertices per gr_verify
 }  // namespace graph

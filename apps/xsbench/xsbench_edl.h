@@ -13,7 +13,7 @@
   ECALL(xs_info, "out: u64 gridpoints per nuclide")
 
 namespace xsbench {
-inline constexpr uint64_t kBuildPoints = 1u << 20;   // grid points per xs_build (~30 ms)
-inline constexpr uint64_t kVerifyPoints = 1u << 21;  // grid points digested per xs_verify
+inline constexpr uint64_t kBuildPoints = 1u << 18;   // grid points per xs_build (~40 ms)
+inline constexpr uint64_t kVerifyPoints = 1u << 19;  // grid points digested per xs_verify
 inline constexpr uint64_t kLookupsPerBatch = 16;
 }  // namespace xsbench
