@@ -384,11 +384,22 @@ class Bench:
                     aps = st.get("app_stats") or {}
                     tl = aps.get("timeline") or []
                     if tl:
-                        off = t_q - tl[-1][0] / 1000.0
+                        off = t_q - 0.05 - tl[-1][0] / 1000.0  # the last sample is 0-0.1 s old
                         row["timeline"] = [[round(t / 1000.0 + off - t_mig, 2), r] for t, r in tl]
-                        if p1 and p1 - p0 >= 0.05:
-                            v = [r for t, r in tl if p0 < t / 1000.0 + off <= p1 + 0.1]
-                            row["during_population_ops_per_s"] = statistics.mean(v) if v else None
+                        if p1:
+                            # Each sample is the rate over the 100 ms before it: weigh by overlap.
+                            num = den = 0.0
+                            prev = None
+                            for t, r in tl:
+                                te = t / 1000.0 + off
+                                ts = te - 0.1 if prev is None else prev
+                                prev = te
+                                ov = min(te, p1) - max(ts, p0)
+                                if ov > 0:
+                                    num += r * ov
+                                    den += ov
+                            row["during_population_ops_per_s"] = num / den if den > 0 else None
+                            row["during_population_covered_s"] = round(den, 3)
                     row["verified"] = aps.get("verified")
                     row["verification"] = aps.get("verification")
                     # Verification after commit (a quiescing one pauses the load): when it ran.
@@ -494,6 +505,13 @@ def table(summary, doc):
     return "\n".join(lines)
 
 
+def label_bars(ax, bars, f):
+    try:
+        ax.bar_label(bars, labels=[f.format(b.get_height()) for b in bars], fontsize=7)
+    except AttributeError:  # matplotlib < 3.4
+        pass
+
+
 def plots(out, doc, summary):
     try:
         import matplotlib
@@ -508,7 +526,8 @@ def plots(out, doc, summary):
     fig, axs = plt.subplots(1, 3, figsize=(15, 4.5))
     x = list(range(len(names)))
     ov = [e["overhead_pct"] or 0 for e in summary]
-    axs[0].bar(x, ov, color=["tab:green" if v <= 5 else "tab:red" for v in ov])
+    b = axs[0].bar(x, ov, color=["tab:green" if v <= 5 else "tab:red" for v in ov])
+    label_bars(axs[0], b, "{:+.1f}%")
     axs[0].axhline(5, color="k", ls="--", lw=1, label="goal 5%")
     axs[0].axhline(0, color="k", lw=0.5)
     axs[0].set_xticks(x)
@@ -526,8 +545,9 @@ def plots(out, doc, summary):
                 if v is None and key == "during_over_plain":
                     v = d.get("across_migration_over_plain")
                 vals.append(v or 0)
-            ax.bar([xx + (i - 0.5) * 0.38 for xx in x], vals, width=0.38, color=c,
-                   label=f"{t} ({'plain' if t == 'fault' else 'instrumented'} image)")
+            b = ax.bar([xx + (i - 0.5) * 0.38 for xx in x], vals, width=0.38, color=c,
+                       label=f"{t} ({'plain' if t == 'fault' else 'instrumented'} image)")
+            label_bars(ax, b, "{:.2f}")
         if goal:
             ax.axhline(goal, color="k", ls="--", lw=1, label=f"goal {goal}")
         ax.axhline(1.0, color="k", lw=0.5)
@@ -594,7 +614,7 @@ def crossover_outputs(out, path):
     return x
 
 
-def write_outputs(doc, out):
+def write_outputs(doc, out, src_dir=None):
     os.makedirs(out, exist_ok=True)
     doc["summary"] = summary = summarize(doc)
     doc["table"] = text = table(summary, doc)
@@ -624,6 +644,8 @@ def write_outputs(doc, out):
     print(f"wrote {os.path.join(out, 'access_tracker.txt')}")
     plots(out, doc, summary)
     xp = os.path.join(out, "tracker_crossover.json")
+    if not os.path.exists(xp) and src_dir:
+        xp = os.path.join(src_dir, "tracker_crossover.json")
     if os.path.exists(xp):
         crossover_outputs(out, xp)
 
@@ -667,7 +689,7 @@ def main():
     args = ap.parse_args()
     if args.from_json:
         with open(args.from_json) as f:
-            write_outputs(json.load(f), args.out)
+            write_outputs(json.load(f), args.out, os.path.dirname(os.path.abspath(args.from_json)))
         return
     if args.quick:
         args.heap, args.seconds, args.rounds, args.settle = "64M", 1.5, 2, 0.5

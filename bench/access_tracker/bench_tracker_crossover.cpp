@@ -85,7 +85,8 @@ struct Region {
     len = bytes;
     fd = static_cast<int>(syscall(SYS_memfd_secret, O_CLOEXEC));
     secret = fd >= 0;
-    if (fd < 0) fd = memfd_create("bench_tracker_crossover", MFD_CLOEXEC);  // same shape, not secret
+    if (fd < 0)
+      fd = memfd_create("bench_tracker_crossover", MFD_CLOEXEC);  // same shape, not secret
     if (fd < 0 || ftruncate(fd, static_cast<off_t>(len)) != 0) return false;
     void* m = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
     if (m == MAP_FAILED) return false;
@@ -166,7 +167,8 @@ int main(int argc, char** argv) {
     }
   }
   if (pages == 0 || reps == 0 || ks.empty() || modes.empty() ||
-      std::find(ks.begin(), ks.end(), 0u) != ks.end() || (order_s != "random" && order_s != "seq")) {
+      std::find(ks.begin(), ks.end(), 0u) != ks.end() ||
+      (order_s != "random" && order_s != "seq")) {
     std::fprintf(stderr, "bench_tracker_crossover: bad --pages/--reps/--ks/--modes/--order\n");
     return 2;
   }
@@ -262,7 +264,8 @@ int main(int argc, char** argv) {
   auto lat_pct = [&](double q) {
     return lat.empty() ? 0.0
                        : static_cast<double>(lat[std::min(
-                             lat.size() - 1, static_cast<size_t>(q * static_cast<double>(lat.size() - 1) + 0.5))]);
+                             lat.size() - 1,
+                             static_cast<size_t>(q * static_cast<double>(lat.size() - 1) + 0.5))]);
   };
 
   const double N = static_cast<double>(pages);
@@ -311,7 +314,8 @@ int main(int argc, char** argv) {
         const double t = (0 - prev_d) / (d - prev_d);
         crossover = std::exp(std::log(prev_k) + t * (std::log(K) - std::log(prev_k)));
       }
-      if (!have_prev && d >= 0) crossover_note = "the Fault Tracker is cheaper already at the smallest K";
+      if (!have_prev && d >= 0)
+        crossover_note = "the Fault Tracker is cheaper already at the smallest K";
       prev_d = d;
       prev_k = K;
       have_prev = true;
@@ -357,10 +361,12 @@ int main(int argc, char** argv) {
         {"access_fetch_ns_per_new_page", c_fetch},
         {"access_check_ns_per_access", c_check},
         {"access_committed_ns_per_access", c_flag0},
-        {"crossover_k_model", std::isfinite(k_model) ? nlohmann::json(k_model) : nlohmann::json(nullptr)},
+        {"crossover_k_model",
+         std::isfinite(k_model) ? nlohmann::json(k_model) : nlohmann::json(nullptr)},
         {"baseline_accesses_per_s", base_rate},
-        {"crossover_new_pages_per_s_model",
-         std::isfinite(k_model) && k_model > 0 ? nlohmann::json(base_rate / k_model) : nlohmann::json(nullptr)},
+        {"crossover_new_pages_per_s_model", std::isfinite(k_model) && k_model > 0
+                                                ? nlohmann::json(base_rate / k_model)
+                                                : nlohmann::json(nullptr)},
         {"access_active_restored_overhead_at_kmax", active_overhead},
         {"access_committed_overhead_at_kmax", committed_overhead}};
     nlohmann::json measured = {{"crossover_k", crossover}};
@@ -370,17 +376,24 @@ int main(int argc, char** argv) {
     if (!crossover_note.empty()) measured["note"] = crossover_note;
     std::string xs = crossover.is_null() ? crossover_note : fmt("%.0f", crossover.get<double>());
     say("  per new page: fault " + fmt("%.0f", c_fault) + " ns, access fetch " +
-        fmt("%.0f", c_fetch) + " ns (medians over K, fetch over K <= 64); per access (K=" + std::to_string(ks.back()) +
-        "): check " + fmt("%.3f", c_check) + " ns during migration (+" +
+        fmt("%.0f", c_fetch) + " ns (medians over K, fetch over K <= 64); per access (K=" +
+        std::to_string(ks.back()) + "): check " + fmt("%.3f", c_check) + " ns during migration (+" +
         fmt("%.1f", active_overhead * 100) + "% over the plain loop), " + fmt("%.3f", c_flag0) +
         " ns after commit (+" + fmt("%.1f", committed_overhead * 100) + "%)\n");
-    say("  crossover K (measured, at-active = fault): " + xs + "; model (C_fault - C_fetch) / c_check: " +
-        (std::isfinite(k_model) ? fmt("%.0f", k_model) : std::string("inf (no measurable check cost)")) + "\n");
-    say("  baseline access rate A = " + fmt("%.3g", base_rate) + " accesses/s -> the Access Tracker is cheaper "
+    say("  crossover K (measured, at-active = fault): " + xs +
+        "; model (C_fault - C_fetch) / c_check: " +
+        (std::isfinite(k_model) ? fmt("%.0f", k_model)
+                                : std::string("inf (no measurable check cost)")) +
+        "\n");
+    say("  baseline access rate A = " + fmt("%.3g", base_rate) +
+        " accesses/s -> the Access Tracker is cheaper "
         "while the workload touches more than A / K* = " +
-        (crossover.is_null() ? std::string("n/a") : fmt("%.3g", base_rate / crossover.get<double>())) +
+        (crossover.is_null() ? std::string("n/a")
+                             : fmt("%.3g", base_rate / crossover.get<double>())) +
         " new pages/s (model: " +
-        (std::isfinite(k_model) && k_model > 0 ? fmt("%.3g", base_rate / k_model) : std::string("n/a")) + ")\n\n");
+        (std::isfinite(k_model) && k_model > 0 ? fmt("%.3g", base_rate / k_model)
+                                               : std::string("n/a")) +
+        ")\n\n");
     jmodes[m->name] = {{"rows", rows}, {"model", model}, {"measured", measured}};
   }
   char line[512];
@@ -447,7 +460,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   std::filesystem::create_directories(out_dir);
-  const std::string jp = out_dir + "/tracker_crossover.json", tp = out_dir + "/tracker_crossover.txt";
+  const std::string jp = out_dir + "/tracker_crossover.json",
+                    tp = out_dir + "/tracker_crossover.txt";
   std::ofstream(jp) << out.dump(2) << "\n";
   std::ofstream(tp) << "# " << out["command"].get<std::string>() << "\n" << table;
   std::printf("wrote %s and %s\n", jp.c_str(), tp.c_str());

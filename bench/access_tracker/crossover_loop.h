@@ -28,6 +28,6 @@ void setup(uint8_t* heap, size_t pages, const uint8_t* source_page);
 void clear_bitmap();  // nothing restored
 void fill_bitmap();   // everything restored
 void set_active(bool on);
-uint64_t fetch_calls();      // __constmig_at_fetch calls since setup
-uint64_t pages_fetched();    // pages it copied since setup
+uint64_t fetch_calls();    // __constmig_at_fetch calls since setup
+uint64_t pages_fetched();  // pages it copied since setup
 }  // namespace xover_rt
