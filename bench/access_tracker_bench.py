@@ -431,6 +431,26 @@ class Bench:
                     p.stop()
 
 
+def aggregate(runs):
+    """Medians over a tracker's migration runs (all runs kept under "runs")."""
+    ok = [r for r in runs if "failed" not in r]
+    if not ok:
+        return {"failed": runs[0]["failed"] if runs else "not run", "runs": runs}
+
+    def med(vals):
+        v = [x for x in vals if isinstance(x, (int, float)) and not isinstance(x, bool)]
+        return statistics.median(v) if v else None
+    agg = {k: med([r.get(k) for r in ok]) for k in ("downtime", "postcopy-requests", "pre_ops_per_s",
+                                                   "during_population_ops_per_s", "after_ops_per_s",
+                                                   "across_migration_ops_per_s")}
+    agg["target"] = {k: med([(r.get("target") or {}).get(k) for r in ok])
+                     for k in ("population-time", "fault-latency-p50-us", "fault-latency-p99-us", "fetched-on-demand")}
+    agg["tracker"], agg["image"] = ok[0]["tracker"], ok[0]["image"]
+    agg["runs_ok"], agg["runs_failed"] = len(ok), len(runs) - len(ok)
+    agg["runs"] = runs
+    return agg
+
+
 def fmt(v, f="{:.0f}"):
     return "n/a" if v is None else f.format(v)
 
@@ -445,11 +465,11 @@ def summarize(doc):
         e["overhead_pct"] = nm.get("overhead_pct")
         for t in ("fault", "access"):
             r = (w.get("migration") or {}).get(t) or {}
-            if "failed" in r or not r:
+            if not r or r.get("runs_ok") is None and "failed" in r:
                 e[t] = {"failed": r.get("failed", "not run")}
                 continue
             tg = r.get("target") or {}
-            d = {"downtime_ms": r.get("downtime"), "population_ms": tg.get("population-time"),
+            d = {"runs": r.get("runs_ok"), "downtime_ms": r.get("downtime"), "population_ms": tg.get("population-time"),
                  "latency_p50_us": tg.get("fault-latency-p50-us"), "latency_p99_us": tg.get("fault-latency-p99-us"),
                  "postcopy_requests": r.get("postcopy-requests"),
                  "pre_ops_per_s": r.get("pre_ops_per_s"),
@@ -632,7 +652,8 @@ def write_outputs(doc, out, src_dir=None):
                 f"constmig sha256 {doc['binary']['sha256'][:12]}; load average before: {doc.get('loadavg_before')}\n"
                 f"# data per workload {c['heap']}; no migration: {c['rounds']} rounds x {c['seconds']:.0f} s per image "
                 f"(after {c['settle_s']:.1f} s settling), both processes on host b, the idle one SIGSTOPped; migration: "
-                f"plain image + --tracker fault, instrumented + --tracker access, {c['pre_s']:.0f} s load before, "
+                f"plain image + --tracker fault, instrumented + --tracker access, {c.get('migration_rounds', 1)} run(s) "
+                f"each (medians), {c['pre_s']:.0f} s load before, "
                 f"{c['tail_s']:.0f} s after; kvstore load: {c['clients']} x bench/kv_load_client.py in host a "
                 f"(pipeline {c['pipeline']}, {c['set_ratio']:.0%} SET); pagecounter ops = rounds (pc_step over all "
                 f"pages + 1024 touches + 10 ms sleep); workloads ops = ops_total of their stats lines\n")
@@ -672,6 +693,8 @@ def main():
     ap.add_argument("--pre", type=float, default=3.0, help="migration: seconds of load before migrate")
     ap.add_argument("--tail", type=float, default=10.0, help="migration: seconds the run goes on after migrate returned")
     ap.add_argument("--after-window", type=float, default=3.0, help="after commit: the last N s of --tail")
+    ap.add_argument("--migration-rounds", type=int, default=2, help="migrations per tracker (alternating "
+                    "fault, access / access, fault); medians reported")
     ap.add_argument("--clients", type=int, default=3)
     ap.add_argument("--pipeline", type=int, default=32)
     ap.add_argument("--set-ratio", type=float, default=0.2)
@@ -693,7 +716,7 @@ def main():
         return
     if args.quick:
         args.heap, args.seconds, args.rounds, args.settle = "64M", 1.5, 2, 0.5
-        args.pre, args.tail, args.after_window = 1.5, 3.5, 1.5
+        args.pre, args.tail, args.after_window, args.migration_rounds = 1.5, 3.5, 1.5, 1
     size = mb.parse_size(args.heap)
     constmig = os.path.abspath(os.path.join(args.build, "bin", "constmig"))
     if not os.path.exists(constmig):
@@ -746,7 +769,11 @@ def main():
             except (RunFailed, subprocess.TimeoutExpired) as ex:
                 e["no_migration"] = {"failed": str(ex)}
                 print(f"   no migration: FAILED: {ex}", flush=True)
-            e["migration"] = {t: bench.migration(w, size, t) for t in ("fault", "access")}
+            runs = {"fault": [], "access": []}
+            for rnd in range(args.migration_rounds):
+                for t in ("fault", "access") if rnd % 2 == 0 else ("access", "fault"):
+                    runs[t].append(bench.migration(w, size, t))
+            e["migration"] = {t: aggregate(runs[t]) for t in runs}
             results.append(e)
     finally:
         hosts.down()
@@ -758,7 +785,8 @@ def main():
            "config": {"heap": args.heap, "heap_bytes": size, "seconds": args.seconds, "rounds": args.rounds,
                       "settle_s": args.settle, "pre_s": args.pre, "tail_s": args.tail, "after_window_s": args.after_window,
                       "clients": args.clients, "pipeline": args.pipeline, "set_ratio": args.set_ratio,
-                      "workers": args.workers, "stats_interval_s": args.stats_interval, "quick": args.quick},
+                      "workers": args.workers, "stats_interval_s": args.stats_interval, "quick": args.quick,
+                      "migration_rounds": args.migration_rounds},
            "crossover": crossover, "skipped": skipped, "workloads": results}
     write_outputs(doc, args.out)
 
