@@ -709,6 +709,8 @@ def main():
     ap.add_argument("--out", default="bench-results")
     ap.add_argument("--no-netns", action="store_true")
     ap.add_argument("--no-crossover", action="store_true", help="do not run bench_tracker_crossover")
+    ap.add_argument("--no-migration", action="store_true", help="only (a), no migrations (e.g. an A/A check of the "
+                    "noise floor with a build whose _plain image is a copy of the instrumented one)")
     ap.add_argument("--crossover-args", default="", help="extra arguments for bench_tracker_crossover")
     ap.add_argument("--note", default="", help="a note for the .txt and JSON (e.g. the box was loaded)")
     ap.add_argument("--quick", action="store_true", help="smoke check: 64 MiB, 2 rounds x 1.5 s, short tails")
@@ -774,7 +776,7 @@ def main():
                 e["no_migration"] = {"failed": str(ex)}
                 print(f"   no migration: FAILED: {ex}", flush=True)
             runs = {"fault": [], "access": []}
-            for rnd in range(args.migration_rounds):
+            for rnd in range(0 if args.no_migration else args.migration_rounds):
                 for t in ("fault", "access") if rnd % 2 == 0 else ("access", "fault"):
                     runs[t].append(bench.migration(w, size, t))
             e["migration"] = {t: aggregate(runs[t]) for t in runs}
