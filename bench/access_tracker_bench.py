@@ -515,6 +515,10 @@ def table(summary, doc):
                  "ops/s (goal >= 0.98 for access); p50/p99 = fault-latency (fault: SIGSEGV to granule open; "
                  "access: the fetch OCALL's wait).")
     for e in summary:
+        fa, ac = (e.get("fault") or {}).get("after_ops_per_s"), (e.get("access") or {}).get("after_ops_per_s")
+        if fa and ac:
+            e["after_access_over_fault"] = ac / fa
+            lines.append(f"{e['workload']}: after commit, access (instrumented image) / fault (plain image) = {ac / fa:.3f}")
         for t in ("fault", "access"):
             d = e.get(t) or {}
             if d.get("after_over_plain") is not None and t == "access":
