@@ -579,7 +579,7 @@ def plots(out, doc, summary):
         ax.set_xticklabels(names, rotation=20)
         ax.set_ylabel("ops/s ratio")
         ax.set_title(title, fontsize=10)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper right" if key == "during_over_plain" else "lower left")
     fig.suptitle(f"Access Tracker vs plain vs Fault Tracker ({doc['cpus']} CPUs, emulated SGX, {doc['hosts']}, "
                  f"{doc['date']})", fontsize=10)
     fig.tight_layout()
