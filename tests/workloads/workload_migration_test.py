@@ -2,7 +2,7 @@
 """Workload suite under migration: each app (btree, hashjoin, graph, xsbench) runs with its
 built-in load, is migrated between two constmig processes, and must verify itself on the target.
 
-Usage: workload_migration_test.py --bin BUILD/bin --app APP --mode fault|stop-and-copy|corrupt
+Usage: workload_migration_test.py --bin BUILD/bin --app APP --mode fault|access|stop-and-copy|corrupt
   fault          live migration (--mode constmig --tracker fault) under load
   stop-and-copy  the baseline, under load
   corrupt        live migration whose target corrupts one value in the enclave before verifying
@@ -47,6 +47,10 @@ def run_case(app, mode):
     rc, stats, err = mt.migrate(sc, port)
     check(rc == 0, f"migrate succeeded (rc={rc}) {err[-300:]}")
     check(stats["status"] == "completed", "status completed")
+    if mode == "access":
+        check(stats.get("target", {}).get("tracker") == "access" and
+              stats["target"].get("host-tracker") == "none",
+              "the instrumented image's own checks guarded the heap (no host fault tracker)")
     print(f"  info: downtime {stats.get('downtime', 0):.1f} ms, "
           f"total {stats.get('total-time', 0):.0f} ms")
     wait_for(lambda: src.poll() is not None, 20, "source to exit after commit")
@@ -79,11 +83,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--bin", required=True)
     ap.add_argument("--app", required=True, choices=["btree", "hashjoin", "graph", "xsbench"])
-    ap.add_argument("--mode", required=True, choices=["fault", "stop-and-copy", "corrupt"])
+    ap.add_argument("--mode", required=True, choices=["fault", "access", "stop-and-copy", "corrupt"])
     a = ap.parse_args()
     mt.BIN = os.path.abspath(a.bin)
     mt.TMP = tempfile.mkdtemp(prefix="cmwl-")
-    mt.MODE = "stop-and-copy" if a.mode == "stop-and-copy" else "fault"
+    mt.MODE = a.mode if a.mode in ("stop-and-copy", "access") else "fault"
     name = f"{a.app}.{a.mode}"
     print(f"== {name}")
     rc = 0
