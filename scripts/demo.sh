@@ -10,6 +10,7 @@
 #   DATA_MIB=1100 MODE=constmig TRACKER=fault scripts/demo.sh     (the default)
 #   MODE=stop-and-copy scripts/demo.sh                            (the MigSGX-style baseline)
 #   TRACKER=uffd scripts/demo.sh                                  (userfaultfd tracker)
+#   TRACKER=access scripts/demo.sh                                (Access Tracker: compiled-in checks)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD_DIR:-build}
