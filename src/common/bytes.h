@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
 #include <span>
 #include <string>
 #include <string_view>
@@ -42,6 +43,14 @@ class ByteWriter {
   }
   std::vector<uint8_t>& out_;
 };
+
+// The little-endian u64s, one after the other (a typical ECALL input).
+inline std::vector<uint8_t> u64s(std::initializer_list<uint64_t> v) {
+  std::vector<uint8_t> out;
+  ByteWriter w(out);
+  for (uint64_t x : v) w.u64(x);
+  return out;
+}
 
 class ByteReader {
  public:

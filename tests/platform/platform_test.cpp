@@ -22,12 +22,6 @@ using namespace constmig::platform;
 
 namespace {
 
-std::vector<uint8_t> u64s(std::initializer_list<uint64_t> v) {
-  std::vector<uint8_t> out;
-  ByteWriter w(out);
-  for (uint64_t x : v) w.u64(x);
-  return out;
-}
 uint64_t u64_at(const std::vector<uint8_t>& b, size_t i) {
   uint64_t x = 0;
   EXPECT_GE(b.size(), (i + 1) * 8);

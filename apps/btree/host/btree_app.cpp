@@ -14,13 +14,6 @@ using workload::VerifyResult;
 
 constexpr uint64_t kSeed = 0xb7ee5eedull;
 
-std::vector<uint8_t> enc(std::initializer_list<uint64_t> v) {
-  std::vector<uint8_t> out;
-  ByteWriter w(out);
-  for (uint64_t x : v) w.u64(x);
-  return out;
-}
-
 class BtreeApp final : public workload::WorkloadApp {
  public:
   using WorkloadApp::WorkloadApp;
@@ -37,9 +30,9 @@ class BtreeApp final : public workload::WorkloadApp {
  protected:
   Status init_data(platform::Enclave& e) override {
     nkeys_ = std::max<uint64_t>(1, data_bytes() / kBytesPerKey);
-    CM_TRY(bt_edl::bt_init(e, enc({kSeed, nkeys_})));
+    CM_TRY(bt_edl::bt_init(e, u64s({kSeed, nkeys_})));
     return run_build("bulk load of " + std::to_string(nkeys_) + " keys",
-                     [&] { return bt_edl::bt_build(e, enc({kBuildBudget})); });
+                     [&] { return bt_edl::bt_build(e, u64s({kBuildBudget})); });
   }
   Result<uint64_t> load_once(platform::Enclave& e, unsigned, uint64_t& rng) override {
     std::vector<uint8_t> in;
@@ -67,7 +60,7 @@ class BtreeApp final : public workload::WorkloadApp {
       seq = seq_;
       sum = sum_;
     }
-    CM_ASSIGN_OR_RETURN(auto out, bt_edl::bt_anchor(e, enc({seq, sum})));
+    CM_ASSIGN_OR_RETURN(auto out, bt_edl::bt_anchor(e, u64s({seq, sum})));
     ByteReader r(out);
     bool ok = r.u8() != 0;
     uint64_t cseq = r.u64(), csum = r.u64();

@@ -15,13 +15,6 @@ using workload::VerifyResult;
 
 constexpr uint64_t kSeed = 0x94a9115eedull;
 
-std::vector<uint8_t> enc(std::initializer_list<uint64_t> v) {
-  std::vector<uint8_t> out;
-  ByteWriter w(out);
-  for (uint64_t x : v) w.u64(x);
-  return out;
-}
-
 class GraphApp final : public workload::WorkloadApp {
  public:
   using WorkloadApp::WorkloadApp;
@@ -39,12 +32,12 @@ class GraphApp final : public workload::WorkloadApp {
   Status init_data(platform::Enclave& e) override {
     slots_ = static_cast<uint32_t>(std::clamp(opts_.io_threads, 1, static_cast<int>(kMaxSlots)));
     vertices_ = GraphStore::vertices_for(data_bytes(), slots_);
-    std::vector<uint8_t> in = enc({kSeed, vertices_});
+    std::vector<uint8_t> in = u64s({kSeed, vertices_});
     ByteWriter(in).u32(slots_);
     CM_TRY(gr_edl::gr_init(e, in));
     CM_TRY(run_build("R-MAT graph: " + std::to_string(vertices_) + " vertices, " +
                          std::to_string(vertices_ * kEdgeFactor) + " edges",
-                     [&] { return gr_edl::gr_build(e, enc({kBuildBudget})); }));
+                     [&] { return gr_edl::gr_build(e, u64s({kBuildBudget})); }));
     // The baseline: BFS from vertex 0 and PageRank now; the target must compute the same.
     CM_ASSIGN_OR_RETURN(VerifyResult v, steps(e));
     if (!v.passed) return make_error(Errc::kInternal, "graph baseline failed: " + v.detail);
@@ -56,7 +49,7 @@ class GraphApp final : public workload::WorkloadApp {
     // Alternate: PageRank slices (shared iteration) and BFS steps (this thread's own search).
     uint64_t x = workload::splitmix(rng);
     if (x & 1) {
-      CM_ASSIGN_OR_RETURN(auto out, gr_edl::gr_pagerank(e, enc({kLoadBudget})));
+      CM_ASSIGN_OR_RETURN(auto out, gr_edl::gr_pagerank(e, u64s({kLoadBudget})));
       ByteReader r(out);
       uint64_t edges = r.u64();
       pr_iterations_ = r.u64();

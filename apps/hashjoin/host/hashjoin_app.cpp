@@ -15,13 +15,6 @@ using workload::VerifyResult;
 
 constexpr uint64_t kSeed = 0x4a014eedull;
 
-std::vector<uint8_t> enc(std::initializer_list<uint64_t> v) {
-  std::vector<uint8_t> out;
-  ByteWriter w(out);
-  for (uint64_t x : v) w.u64(x);
-  return out;
-}
-
 class HashjoinApp final : public workload::WorkloadApp {
  public:
   using WorkloadApp::WorkloadApp;
@@ -38,10 +31,10 @@ class HashjoinApp final : public workload::WorkloadApp {
  protected:
   Status init_data(platform::Enclave& e) override {
     parts_ = JoinStore::partitions_for(data_bytes());
-    CM_TRY(hj_edl::hj_init(e, enc({kSeed, parts_})));
+    CM_TRY(hj_edl::hj_init(e, u64s({kSeed, parts_})));
     CM_TRY(run_build("generating R and S: " + std::to_string(parts_) + " partitions of " +
                          std::to_string(kRPerPart) + " + " + std::to_string(kSPerPart) + " tuples",
-                     [&] { return hj_edl::hj_build(e, enc({kBuildParts})); }));
+                     [&] { return hj_edl::hj_build(e, u64s({kBuildParts})); }));
     CM_ASSIGN_OR_RETURN(auto out, hj_edl::hj_expected(e));
     ByteReader r(out);
     exp_.matches = r.u64();
@@ -53,7 +46,7 @@ class HashjoinApp final : public workload::WorkloadApp {
   Result<uint64_t> load_once(platform::Enclave& e, unsigned thread, uint64_t&) override {
     if (cursor_.size() <= thread) return make_error(Errc::kInternal, "hashjoin: no cursor");
     uint64_t p = cursor_[thread].fetch_add(1) % parts_;
-    CM_ASSIGN_OR_RETURN(auto out, hj_edl::hj_join(e, enc({p})));
+    CM_ASSIGN_OR_RETURN(auto out, hj_edl::hj_join(e, u64s({p})));
     ByteReader r(out);
     uint64_t probed = r.u64();
     matches_ += r.u64();

@@ -15,13 +15,6 @@ namespace {
 
 using namespace constmig;
 
-std::vector<uint8_t> u64s(std::initializer_list<uint64_t> v) {
-  std::vector<uint8_t> out;
-  ByteWriter w(out);
-  for (uint64_t x : v) w.u64(x);
-  return out;
-}
-
 class PagecounterApp final : public host::HostApp {
  public:
   explicit PagecounterApp(const host::AppOptions& o) : opts_(o) {}

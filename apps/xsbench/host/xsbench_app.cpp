@@ -15,13 +15,6 @@ using workload::VerifyResult;
 
 constexpr uint64_t kSeed = 0x8515eedull;
 
-std::vector<uint8_t> enc(std::initializer_list<uint64_t> v) {
-  std::vector<uint8_t> out;
-  ByteWriter w(out);
-  for (uint64_t x : v) w.u64(x);
-  return out;
-}
-
 class XsbenchApp final : public workload::WorkloadApp {
  public:
   using WorkloadApp::WorkloadApp;
@@ -38,10 +31,10 @@ class XsbenchApp final : public workload::WorkloadApp {
  protected:
   Status init_data(platform::Enclave& e) override {
     points_ = XsStore::gridpoints_for(data_bytes());
-    CM_TRY(xs_edl::xs_init(e, enc({kSeed, points_})));
+    CM_TRY(xs_edl::xs_init(e, u64s({kSeed, points_})));
     CM_TRY(run_build(
         "nuclide grids: " + std::to_string(kNuclides) + " x " + std::to_string(points_) + " points",
-        [&] { return xs_edl::xs_build(e, enc({kBuildPoints})); }));
+        [&] { return xs_edl::xs_build(e, u64s({kBuildPoints})); }));
     // The baseline: the same verification run now gives the digests the target must match.
     CM_ASSIGN_OR_RETURN(VerifyResult v, steps(e));
     if (!v.passed) return make_error(Errc::kInternal, "xsbench baseline failed: " + v.detail);
@@ -51,7 +44,7 @@ class XsbenchApp final : public workload::WorkloadApp {
   }
   Result<uint64_t> load_once(platform::Enclave& e, unsigned, uint64_t& rng) override {
     CM_ASSIGN_OR_RETURN(auto out,
-                        xs_edl::xs_lookup(e, enc({workload::splitmix(rng), 0, kLookupsPerBatch})));
+                        xs_edl::xs_lookup(e, u64s({workload::splitmix(rng), 0, kLookupsPerBatch})));
     ByteReader r(out);
     uint64_t n = r.u64();
     r.u64();
