@@ -853,14 +853,14 @@ class LiveRestore {
     if (enclave_) {
       enclave_->set_page_fetcher(nullptr);
       enclave_ = nullptr;
-      std::lock_guard lk(lat_mu_);
-      stats_ = access_stats_;
-      latencies_ = access_latencies_;
     }
     if (!tracker_) return ok_status();
     Status s = tracker_->disarm();
-    stats_ = tracker_->stats();
-    latencies_ = tracker_->fault_latencies_ns();
+    {
+      std::lock_guard lk(lat_mu_);
+      stats_ = tracker_->stats();
+      latencies_ = tracker_->fault_latencies_ns();
+    }
     tracker_.reset();
     return s;
   }
@@ -876,12 +876,12 @@ class LiveRestore {
   platform::FaultTracker::Stats stats() const {
     if (tracker_) return tracker_->stats();
     std::lock_guard lk(lat_mu_);
-    return enclave_ ? access_stats_ : stats_;
+    return stats_;
   }
   std::vector<uint64_t> latencies() const {
     if (tracker_) return tracker_->fault_latencies_ns();
     std::lock_guard lk(lat_mu_);
-    return enclave_ ? access_latencies_ : latencies_;
+    return latencies_;
   }
 
  private:
@@ -936,10 +936,10 @@ class LiveRestore {
     auto ns = static_cast<uint64_t>(
         std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count());
     std::lock_guard lk(lat_mu_);
-    ++access_stats_.faults;
-    access_stats_.fetched_on_demand += fetched;
-    access_stats_.blocktime_ns += ns;
-    if (access_latencies_.size() < (1u << 20)) access_latencies_.push_back(ns);
+    ++stats_.faults;
+    stats_.fetched_on_demand += fetched;
+    stats_.blocktime_ns += ns;
+    if (latencies_.size() < (1u << 20)) latencies_.push_back(ns);
     return abi::kEcallOk;
   }
 
@@ -983,12 +983,11 @@ class LiveRestore {
   std::condition_variable cv_;
   std::atomic<bool> failed_{false};
   std::atomic<uint64_t> requests_{0}, complete_{0};
+  // The host tracker's figures once it is gone; with the Access Tracker, the fetch OCALLs'.
+  mutable std::mutex lat_mu_;
   platform::FaultTracker::Stats stats_;
   std::vector<uint64_t> latencies_;
   platform::Enclave* enclave_ = nullptr;  // Access Tracker: whose fetch OCALLs this serves
-  mutable std::mutex lat_mu_;
-  platform::FaultTracker::Stats access_stats_;
-  std::vector<uint64_t> access_latencies_;
 };
 
 double percentile_us(std::vector<uint64_t> v, double q) {
