@@ -101,7 +101,7 @@ def stop_all():
 
 
 def log_of(p):
-    with open(p.logname) as f:
+    with open(p.logname, errors="replace") as f:  # a log may hold bytes a peer sent
         return f.read()
 
 
@@ -627,6 +627,12 @@ def main():
     if fn is None:
         print(f"unknown case {name}")
         return 2
+    return run_reported(name, fn)
+
+
+def run_reported(name, fn):
+    """Runs one case `fn`: prints PASS/FAIL, stops every process it started, shows their logs if
+    it failed, removes TMP. Returns the exit code (0, 1, or a case's SystemExit code such as 77)."""
     print(f"== {name}")
     rc = 0
     try:

@@ -11,13 +11,12 @@ Reuses the process helpers of tests/migration/migration_test.py. Exit 0 pass, 1 
 """
 import argparse
 import os
-import shutil
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "migration"))
 import migration_test as mt  # noqa: E402
-from migration_test import Fail, check, wait_for  # noqa: E402
+from migration_test import check, wait_for  # noqa: E402
 
 HEAP = "128M"
 DATA = "48M"
@@ -88,26 +87,7 @@ def main():
     mt.BIN = os.path.abspath(a.bin)
     mt.TMP = tempfile.mkdtemp(prefix="cmwl-")
     mt.MODE = a.mode if a.mode in ("stop-and-copy", "access") else "fault"
-    name = f"{a.app}.{a.mode}"
-    print(f"== {name}")
-    rc = 0
-    try:
-        run_case(a.app, a.mode)
-        print(f"PASS {name}")
-    except Fail as e:
-        print(f"FAIL {name}: {e}")
-        rc = 1
-    except Exception as e:  # a timeout or a crash in the harness: still show the logs
-        print(f"FAIL {name}: {type(e).__name__}: {e}")
-        rc = 1
-    finally:
-        mt.stop_all()
-        if rc != 0:
-            for p in mt.PROCS:
-                print(f"---- {p.logname}")
-                print(mt.log_of(p)[-3000:])
-        shutil.rmtree(mt.TMP, ignore_errors=True)
-    return rc
+    return mt.run_reported(f"{a.app}.{a.mode}", lambda: run_case(a.app, a.mode))
 
 
 if __name__ == "__main__":
