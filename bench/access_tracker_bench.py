@@ -57,25 +57,26 @@ TARGET_FIELDS = ["population-time", "fault-latency-p50-us", "fault-latency-p99-u
 
 
 class Hosts:
-    """Two network-namespace hosts (prefix cmat), or loopback."""
+    """Two network-namespace hosts (prefix cmat unless given), or loopback."""
 
-    def __init__(self, use_netns):
+    def __init__(self, use_netns, prefix=PREFIX):
+        self.prefix = prefix
         self.netns = False
         if use_netns and os.geteuid() == 0:
-            r = subprocess.run([os.path.join(ROOT, "scripts/netns-hosts.sh"), "up", "--prefix", PREFIX],
+            r = subprocess.run([os.path.join(ROOT, "scripts/netns-hosts.sh"), "up", "--prefix", self.prefix],
                                capture_output=True, text=True)
             self.netns = r.returncode == 0
             if not self.netns:
                 print(f"netns unavailable ({r.stderr.strip()[:200]}): falling back to loopback")
         self.addr = {"a": "10.77.0.1", "b": "10.77.0.2"} if self.netns else {"a": "127.0.0.1", "b": "127.0.0.1"}
-        print(f"hosts: {'network namespaces ' + PREFIX + '-a/' + PREFIX + '-b over veth' if self.netns else 'loopback'}")
+        print(f"hosts: {'network namespaces ' + self.prefix + '-a/' + self.prefix + '-b over veth' if self.netns else 'loopback'}")
 
     def cmd(self, host, argv):
-        return ["ip", "netns", "exec", f"{PREFIX}-{host}"] + argv if self.netns else argv
+        return ["ip", "netns", "exec", f"{self.prefix}-{host}"] + argv if self.netns else argv
 
     def down(self):
         if self.netns:
-            subprocess.run([os.path.join(ROOT, "scripts/netns-hosts.sh"), "down", "--prefix", PREFIX],
+            subprocess.run([os.path.join(ROOT, "scripts/netns-hosts.sh"), "down", "--prefix", self.prefix],
                            capture_output=True)
 
 
@@ -679,6 +680,18 @@ def write_outputs(doc, out, src_dir=None):
         crossover_outputs(out, xp)
 
 
+def setup_trust(constmig, tmp):
+    """Platform state dirs tmp/a and tmp/b (host a, host b), each trusting both keys."""
+    for h in "ab":
+        os.makedirs(os.path.join(tmp, h, "trust"))
+    keys = {h: subprocess.run([constmig, "--state-dir", os.path.join(tmp, h), "platform", "--export-key"], check=True,
+                              capture_output=True, text=True).stdout for h in "ab"}
+    for h in "ab":
+        for k in "ab":
+            with open(os.path.join(tmp, h, "trust", f"{k}.pem"), "w") as f:
+                f.write(keys[k])
+
+
 def loadavg():
     try:
         with open("/proc/loadavg") as f:
@@ -760,14 +773,7 @@ def main():
             print(f"no {xbin}: crossover skipped")
     tmp = tempfile.mkdtemp(prefix="cmat-")
     hosts = Hosts(not args.no_netns)
-    for h in "ab":
-        os.makedirs(os.path.join(tmp, h, "trust"))
-    keys = {h: subprocess.run([constmig, "--state-dir", os.path.join(tmp, h), "platform", "--export-key"], check=True,
-                              capture_output=True, text=True).stdout for h in "ab"}
-    for h in "ab":
-        for k in "ab":
-            with open(os.path.join(tmp, h, "trust", f"{k}.pem"), "w") as f:
-                f.write(keys[k])
+    setup_trust(constmig, tmp)
     bench = Bench(args, constmig, tmp, hosts)
     results = []
     try:
