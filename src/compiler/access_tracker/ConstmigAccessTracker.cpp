@@ -17,8 +17,10 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <functional>
 #include <map>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -50,6 +52,10 @@
 #include "llvm/Support/MathExtras.h"
 #include "llvm/Support/raw_ostream.h"
 #include "llvm/Transforms/Utils/BasicBlockUtils.h"
+#include "llvm/Transforms/Utils/Cloning.h"
+#include "llvm/Transforms/Utils/LoopUtils.h"
+#include "llvm/Transforms/Utils/ScalarEvolutionExpander.h"
+#include "llvm/Transforms/Utils/ValueMapper.h"
 
 using namespace llvm;
 
@@ -71,22 +77,40 @@ constexpr unsigned kPageShift = 12;
 constexpr uint64_t kMaxInlineRange = kPageSize;
 // Accesses off one base in one block share a check when their combined span is below this.
 constexpr uint64_t kMaxMergedSpan = kPageSize;
+// Loop versioning: a loop (nest) with per-iteration checks is cloned, and its preheader tests
+// the flag once: clear, the unchecked clone runs; set, the checked loop. Only loops of at most
+// this many instructions are cloned (else their subloops are tried), to cap code growth.
+constexpr unsigned kMaxVersionedInsts = 400;
+// Range checks: an affine access in a loop with a computable trip count is checked once, for
+// its whole range, before the loop, if that range is at most this long (64 granules of
+// 64 KiB): a loop over a larger array falls back to per-iteration checks instead of waiting for
+// all of it before its first iteration. CONSTMIG_AT_RANGE_CAP (bytes, environment, read by the
+// pass) overrides it; 0 turns range checks off.
+constexpr uint64_t kDefaultRangeCap = 64 * 64 * 1024;
+// Accesses of one loop whose starts are a constant distance apart share one range when their
+// per-iteration span stays below this.
+constexpr int64_t kMaxRangeGroupSpan = 4096;
 
 struct Stats {
-  uint64_t Functions = 0;         // functions instrumented
-  uint64_t SkippedFunctions = 0;  // excluded by name, annotation or attribute (with bodies)
-  uint64_t Accesses = 0;          // memory operands seen in instrumented functions
-  uint64_t SkippedStack = 0;      // underlying object is an alloca / byval argument
-  uint64_t SkippedGlobal = 0;     // underlying object is a global (or code, or null)
-  uint64_t SkippedAddrSpace = 0;  // non-zero address space (segment-relative on x86)
-  uint64_t Instrumented = 0;      // accesses covered by a check
-  uint64_t Hoisted = 0;           // accesses whose check moved to a loop preheader
-  uint64_t Merged = 0;            // accesses sharing another access's check (same block)
-  uint64_t Dominated = 0;         // checks dropped: an identical or wider check dominates
-  uint64_t Checks = 0;            // checks emitted
-  uint64_t InlineChecks = 0;      //   of which test the bitmap inline
-  uint64_t HelperChecks = 0;      //   of which call the shared __constmig_at_check
-  uint64_t RangeChecks = 0;       //   of which hand a dynamic / long range to fetch
+  uint64_t Functions = 0;          // functions instrumented
+  uint64_t SkippedFunctions = 0;   // excluded by name, annotation or attribute (with bodies)
+  uint64_t Accesses = 0;           // memory operands seen in instrumented functions
+  uint64_t SkippedStack = 0;       // underlying object is an alloca / byval argument
+  uint64_t SkippedGlobal = 0;      // underlying object is a global (or code, or null)
+  uint64_t SkippedAddrSpace = 0;   // non-zero address space (segment-relative on x86)
+  uint64_t Instrumented = 0;       // accesses covered by a check
+  uint64_t Hoisted = 0;            // accesses whose check moved to a loop preheader
+  uint64_t Merged = 0;             // accesses sharing another access's check (same block)
+  uint64_t Dominated = 0;          // checks dropped: an identical or wider check dominates
+  uint64_t Checks = 0;             // checks emitted
+  uint64_t InlineChecks = 0;       //   of which test the bitmap inline
+  uint64_t HelperChecks = 0;       //   of which call the shared __constmig_at_check
+  uint64_t RangeChecks = 0;        //   of which hand a dynamic / long range to fetch
+  uint64_t VersionedLoops = 0;     // loops cloned into a checked and an unchecked version
+  uint64_t LoopRanges = 0;         // whole-loop range checks emitted in preheaders
+  uint64_t LoopRanged = 0;         // accesses covered by them (no check left in the loop)
+  uint64_t LoopRangedGuarded = 0;  // ... and those that keep a check for trip counts over the cap
+  uint64_t LoopRangeOverCap = 0;   // affine accesses whose (constant) range exceeds the cap
 };
 
 // One memory operand of one instruction.
@@ -114,6 +138,11 @@ struct Check {
   unsigned Accesses = 1;
   bool Dead = false;
   bool InLoop = false;  // in a loop (after hoisting): gets the inline bitmap test
+  // When set, the check runs only if this i1 (defined before InsertPt) is true as well as the
+  // flag: a range check in a preheader runs for trip counts under the cap, and the accesses it
+  // covers keep a per-iteration check guarded by the opposite. A guarded check never covers
+  // (rule c) or absorbs (rule b) an unguarded one.
+  Value* Guard = nullptr;
 };
 
 // Where the range/bitmap test of a short constant range goes (CONSTMIG_AT_INLINE_CHECKS):
@@ -128,6 +157,21 @@ InlineMode inlineMode() {
   if (V == "all") return InlineMode::All;
   if (V == "none") return InlineMode::None;
   return InlineMode::Loops;
+}
+
+// CONSTMIG_AT_LOOP_VERSIONING=0 (environment, read by the pass) turns loop versioning off.
+bool loopVersioningEnabled() {
+  const char* Env = std::getenv("CONSTMIG_AT_LOOP_VERSIONING");
+  return !Env || StringRef(Env) != "0";
+}
+
+uint64_t rangeCap() {
+  const char* Env = std::getenv("CONSTMIG_AT_RANGE_CAP");
+  if (!Env || !*Env) return kDefaultRangeCap;
+  char* End = nullptr;
+  unsigned long long V = std::strtoull(Env, &End, 0);
+  if (End == Env || *End != 0) return kDefaultRangeCap;
+  return static_cast<uint64_t>(V);
 }
 
 class AccessTracker {
@@ -154,6 +198,13 @@ class AccessTracker {
   void emitRangeTest(IRBuilder<>& B, Instruction* Term, Value* Addr, uint64_t Size, bool OnePage);
   Function* checkHelper();
   void declareRuntime();
+  // Loop versioning on the flag (see instrumentFunction); returns true if a loop was cloned.
+  bool versionLoops(Function& F, DominatorTree& DT, LoopInfo& LI, const TargetLibraryInfo& TLI,
+                    SmallPtrSetImpl<const BasicBlock*>& Unchecked);
+  bool loopNeedsChecks(Loop& L, LoopInfo& LI, const TargetLibraryInfo& TLI);
+  static bool canVersion(const Loop& L);
+  void versionLoop(Function& F, Loop& L, DominatorTree& DT, LoopInfo& LI,
+                   SmallPtrSetImpl<const BasicBlock*>& Unchecked);
 
   Module& M;
   const DataLayout& DL;
@@ -169,6 +220,8 @@ class AccessTracker {
   FunctionCallee Fetch;
   Function* Helper = nullptr;
   const InlineMode Mode = inlineMode();
+  const uint64_t RangeCap = rangeCap();
+  const bool Versioning = loopVersioningEnabled();
   MDNode* Unlikely = nullptr;
 };
 
@@ -412,9 +465,10 @@ void AccessTracker::emit(const Check& C) {
   // A plain load (the contract allows it: the flag only falls): the backend folds it into
   // `cmpb $0, __constmig_at_active(%rip)`. Ordering after commit: no IR pass runs after this
   // one, and x86 never reorders a load with a later load.
+  Value* Cond = B.CreateICmpNE(Act, ConstantInt::get(I8, 0));
+  if (C.Guard) Cond = B.CreateAnd(Cond, C.Guard, "cm.at.guarded");
   Instruction* ActiveT =
-      SplitBlockAndInsertIfThen(B.CreateICmpNE(Act, ConstantInt::get(I8, 0)), C.InsertPt,
-                                /*Unreachable=*/false, Unlikely);
+      SplitBlockAndInsertIfThen(Cond, C.InsertPt, /*Unreachable=*/false, Unlikely);
   ActiveT->getParent()->setName("cm.at.check");
   C.InsertPt->getParent()->setName("cm.at.cont");
   B.SetInsertPoint(ActiveT);
@@ -539,7 +593,127 @@ Function* AccessTracker::checkHelper() {
   return Helper;
 }
 
+// True if L (with its subloops) holds an access that may be the heap and whose check would stay
+// inside L (its address, or length, varies in L): a check would run on every iteration.
+bool AccessTracker::loopNeedsChecks(Loop& L, LoopInfo& LI, const TargetLibraryInfo& TLI) {
+  SmallVector<Access, 8> Found;
+  for (BasicBlock* BB : L.blocks()) {
+    for (Instruction& I : *BB) {
+      Found.clear();
+      collectAccesses(I, TLI, Found);
+      for (const Access& A : Found) {
+        if (classify(A, LI) != NotHeap::No) continue;
+        if (!L.isLoopInvariant(A.Ptr) || (A.Len && !L.isLoopInvariant(A.Len))) return true;
+      }
+    }
+  }
+  return false;
+}
+
+bool AccessTracker::canVersion(const Loop& L) {
+  if (!L.getLoopPreheader() || !L.isSafeToClone()) return false;
+  unsigned Insts = 0;
+  for (const BasicBlock* BB : L.blocks()) {
+    // A block whose address is taken (blockaddress) cannot be duplicated faithfully; a token
+    // cannot flow through the phis the clone needs at the exits; an EH pad other than a
+    // landingpad (funclets) is not handled.
+    if (BB->hasAddressTaken() || (BB->isEHPad() && !BB->isLandingPad())) return false;
+    for (const Instruction& I : *BB) {
+      if (I.getType()->isTokenTy()) return false;
+      if (++Insts > kMaxVersionedInsts) return false;
+    }
+  }
+  return true;
+}
+
+// Clones L (loop-simplify's preheader, LCSSA) and makes its preheader dispatch on the flag:
+//
+//   pre:          %a = load i8 @__constmig_at_active ; br (%a != 0), checked.ph, plain.ph
+//   plain.ph:     the clone (in Unchecked: never instrumented)
+//   checked.ph:   the original loop (instrumented as usual)
+//
+// Both versions leave to the original exit blocks, whose LCSSA phis get the clone's values.
+void AccessTracker::versionLoop(Function& F, Loop& L, DominatorTree& DT, LoopInfo& LI,
+                                SmallPtrSetImpl<const BasicBlock*>& Unchecked) {
+  formLCSSARecursively(L, DT, &LI, /*SE=*/nullptr);
+  BasicBlock* Pre = L.getLoopPreheader();
+  BasicBlock* CheckedPH = SplitBlock(Pre, Pre->getTerminator(), &DT, &LI, nullptr,
+                                     L.getHeader()->getName() + ".cm.at.checked");
+  SmallVector<BasicBlock*, 4> Exits;
+  L.getUniqueExitBlocks(Exits);
+  ValueToValueMapTy VMap;
+  SmallVector<BasicBlock*, 16> Blocks;
+  cloneLoopWithPreheader(CheckedPH, Pre, &L, VMap, ".cm.at.plain", &LI, &DT, Blocks);
+  remapInstructionsInBlocks(Blocks, VMap);
+  // After LCSSA every use of a loop value outside the loop is a phi in an exit block: give each
+  // such phi the clone's value on the clone's edge.
+  for (BasicBlock* Exit : Exits) {
+    for (PHINode& PN : Exit->phis()) {
+      const unsigned N = PN.getNumIncomingValues();
+      for (unsigned I = 0; I < N; ++I) {
+        BasicBlock* In = PN.getIncomingBlock(I);
+        if (!L.contains(In)) continue;
+        Value* V = PN.getIncomingValue(I);
+        auto It = VMap.find(V);
+        Value* NewV = It != VMap.end() ? static_cast<Value*>(It->second) : V;
+        PN.addIncoming(NewV, cast<BasicBlock>(VMap[In]));
+      }
+    }
+  }
+  auto* PlainPH = cast<BasicBlock>(VMap[CheckedPH]);
+  Instruction* OldTerm = Pre->getTerminator();
+  IRBuilder<> B(OldTerm);
+  B.SetCurrentDebugLocation(OldTerm->getDebugLoc());
+  Type* I8 = Type::getInt8Ty(Ctx);
+  LoadInst* Act =
+      B.CreateAlignedLoad(I8, ConstantExpr::getPointerCast(Active, Type::getInt8PtrTy(Ctx)),
+                          MaybeAlign(1), "cm.at.active");
+  B.CreateCondBr(B.CreateICmpNE(Act, ConstantInt::get(I8, 0)), CheckedPH, PlainPH, Unlikely);
+  OldTerm->eraseFromParent();
+  Pre->setName(L.getHeader()->getName() + ".cm.at.version");
+  for (BasicBlock* BB : Blocks) Unchecked.insert(BB);
+  DT.recalculate(F);
+  ++S.VersionedLoops;
+}
+
+// Picks, outermost first, loops that would keep checks per iteration and are small enough to
+// clone; a loop too large (or not clonable) has its subloops tried instead.
+bool AccessTracker::versionLoops(Function& F, DominatorTree& DT, LoopInfo& LI,
+                                 const TargetLibraryInfo& TLI,
+                                 SmallPtrSetImpl<const BasicBlock*>& Unchecked) {
+  SmallVector<Loop*, 8> Chosen;
+  std::function<void(Loop*)> Pick = [&](Loop* L) {
+    if (!loopNeedsChecks(*L, LI, TLI)) return;  // then none of its subloops needs them either
+    if (canVersion(*L)) {
+      Chosen.push_back(L);
+      return;
+    }
+    for (Loop* Sub : *L) Pick(Sub);
+  };
+  for (Loop* L : LI) Pick(L);
+  if (Chosen.empty()) return false;
+  declareRuntime();
+  for (Loop* L : Chosen) {
+    // An earlier clone may have added an outside predecessor to this loop's header.
+    if (!L->getLoopPreheader()) continue;
+    versionLoop(F, *L, DT, LI, Unchecked);
+  }
+  return true;
+}
+
 bool AccessTracker::instrumentFunction(Function& F, FunctionAnalysisManager& FAM) {
+  // Loop versioning on the flag. Sound because the flag goes 0 -> 1 only at MigGoLive, while no
+  // app code runs in the instance (app ECALLs are refused until LIVE), and 1 -> 0 at commit: a
+  // loop entered with the flag clear can run unchecked to its end, and a checked loop that runs
+  // on after commit is merely conservative. At -O0 (optnone) loops are left as they are.
+  SmallPtrSet<const BasicBlock*, 32> Unchecked;
+  const bool Optimize = !F.hasOptNone();
+  if (Optimize && Versioning) {
+    auto& DT0 = FAM.getResult<DominatorTreeAnalysis>(F);
+    auto& LI0 = FAM.getResult<LoopAnalysis>(F);
+    auto& TLI0 = FAM.getResult<TargetLibraryAnalysis>(F);
+    if (versionLoops(F, DT0, LI0, TLI0, Unchecked)) FAM.invalidate(F, PreservedAnalyses::none());
+  }
   auto& DT = FAM.getResult<DominatorTreeAnalysis>(F);
   auto& LI = FAM.getResult<LoopAnalysis>(F);
   auto& TLI = FAM.getResult<TargetLibraryAnalysis>(F);
@@ -555,6 +729,7 @@ bool AccessTracker::instrumentFunction(Function& F, FunctionAnalysisManager& FAM
 
   SmallVector<Access, 64> Accesses;
   for (BasicBlock* BB : RPO) {
+    if (Unchecked.count(BB)) continue;  // the unchecked clone of a versioned loop
     for (Instruction& I : *BB) collectAccesses(I, TLI, Accesses);
   }
   S.Accesses += Accesses.size();
@@ -631,16 +806,135 @@ bool AccessTracker::instrumentFunction(Function& F, FunctionAnalysisManager& FAM
     C.Block = C.InsertPt->getParent();
     Checks.push_back(C);
   }
-  if (Checks.empty()) return false;
+  if (Checks.empty()) return !Unchecked.empty();
+
+  // (d) Range checks. A check in loop L (its innermost loop, after hoisting) whose address is
+  // an affine {start,+,step} of L, where scalar evolution bounds the iterations (symbolic max
+  // backedge-taken count BTC: the check runs in iterations 0..BTC at most), is replaced by one
+  // check of [start, start + step * BTC + size) in L's preheader: every address it would have
+  // seen lies in that range, the flag only falls and the bits only rise while app code runs, and
+  // fetching a page of an iteration that does not happen is harmless. Checks of one loop a
+  // constant distance apart with the same step share one range. The range is capped
+  // (RangeCap): a constant trip count over it keeps the per-iteration checks; a symbolic one is
+  // tested in the preheader, and the per-iteration checks stay, guarded by "over the cap".
+  if (Optimize && RangeCap > 0) {
+    struct Range {
+      Loop* L;
+      const SCEV* Start;  // of the anchor member
+      int64_t Step;
+      int64_t Lo, Hi;  // span of one iteration's accesses, relative to Start
+      std::vector<size_t> Members;
+    };
+    std::vector<Range> Ranges;
+    for (size_t I = 0; I < Checks.size(); ++I) {
+      Check& C = Checks[I];
+      if (C.PerLane || C.Len || !SE.isSCEVable(C.Base->getType())) continue;
+      Loop* L = LI.getLoopFor(C.Block);
+      if (!L || !L->getLoopPreheader()) continue;
+      const auto* AR = dyn_cast<SCEVAddRecExpr>(SE.getSCEV(C.Base));
+      if (!AR || AR->getLoop() != L || !AR->isAffine()) continue;
+      const auto* StepC = dyn_cast<SCEVConstant>(AR->getStepRecurrence(SE));
+      if (!StepC || StepC->getAPInt().getMinSignedBits() > 32 || StepC->getAPInt().isZero()) {
+        continue;
+      }
+      const int64_t Step = StepC->getAPInt().getSExtValue();
+      const SCEV* Start = AR->getStart();
+      bool Placed = false;
+      for (Range& R : Ranges) {
+        if (R.L != L || R.Step != Step) continue;
+        Optional<int64_t> D;
+        if (SE.getPointerBase(Start) == SE.getPointerBase(R.Start)) {
+          if (const auto* DC = dyn_cast<SCEVConstant>(SE.getMinusSCEV(Start, R.Start));
+              DC && DC->getAPInt().getMinSignedBits() <= 32) {
+            D = DC->getAPInt().getSExtValue();
+          }
+        }
+        if (!D) continue;
+        const int64_t Lo = std::min(R.Lo, *D + C.Lo);
+        const int64_t Hi = std::max(R.Hi, *D + C.Hi);
+        if (Hi - Lo > kMaxRangeGroupSpan) continue;
+        R.Lo = Lo;
+        R.Hi = Hi;
+        R.Members.push_back(I);
+        Placed = true;
+        break;
+      }
+      if (!Placed) Ranges.push_back(Range{L, Start, Step, C.Lo, C.Hi, {I}});
+    }
+    Type* I64 = Type::getInt64Ty(Ctx);
+    Type* I8 = Type::getInt8Ty(Ctx);
+    for (Range& R : Ranges) {
+      BasicBlock* Pre = R.L->getLoopPreheader();
+      Instruction* IP = Pre->getTerminator();
+      const SCEV* BTC = SE.getSymbolicMaxBackedgeTakenCount(R.L);
+      if (isa<SCEVCouldNotCompute>(BTC) || !BTC->getType()->isIntegerTy() ||
+          BTC->getType()->getIntegerBitWidth() > 64) {
+        continue;
+      }
+      BTC = SE.getNoopOrZeroExtend(BTC, I64);
+      const uint64_t Span = static_cast<uint64_t>(R.Hi - R.Lo);
+      const uint64_t Stride = static_cast<uint64_t>(R.Step < 0 ? -R.Step : R.Step);
+      if (Span > RangeCap) continue;
+      // BTC <= Limit  <=>  Stride * BTC + Span <= RangeCap (no overflow either way).
+      const uint64_t Limit = (RangeCap - Span) / Stride;
+      const auto* BTCC = dyn_cast<SCEVConstant>(BTC);
+      if (BTCC && BTCC->getAPInt().ugt(Limit)) {
+        S.LoopRangeOverCap += R.Members.size();
+        continue;
+      }
+      if (!isSafeToExpandAt(R.Start, IP, SE) || !isSafeToExpandAt(BTC, IP, SE) ||
+          R.Start->getExpressionSize() > 64 || BTC->getExpressionSize() > 64) {
+        continue;
+      }
+      SCEVExpander Exp(SE, DL, "cm.at.range");
+      Value* StartV = Exp.expandCodeFor(R.Start, R.Start->getType(), IP);
+      Value* Count = Exp.expandCodeFor(BTC, I64, IP);
+      IRBuilder<> B(IP);
+      B.SetCurrentDebugLocation(Checks[R.Members.front()].Loc);
+      // [lo, lo + len): step > 0 starts at the first iteration, step < 0 at the last.
+      Value* Lo = B.CreatePointerCast(StartV, Type::getInt8PtrTy(Ctx));
+      Value* Walk = B.CreateMul(Count, ConstantInt::get(I64, Stride), "cm.at.walk");
+      int64_t LoOff = R.Lo;
+      if (R.Step < 0) Lo = B.CreateGEP(I8, Lo, B.CreateNeg(Walk), "cm.at.first");
+      Check RC;
+      RC.InsertPt = IP;
+      RC.Block = Pre;
+      RC.Base = Lo;
+      RC.Lo = LoOff;
+      RC.Loc = Checks[R.Members.front()].Loc;
+      RC.Accesses = static_cast<unsigned>(R.Members.size());
+      if (BTCC) {
+        RC.Hi = LoOff + static_cast<int64_t>(Stride * BTCC->getAPInt().getZExtValue() + Span);
+        if (RC.Hi - RC.Lo > static_cast<int64_t>(kMaxInlineRange)) {
+          // Long: one fetch of the whole range (the runtime tests the bits itself).
+          RC.Len = ConstantInt::get(I64, static_cast<uint64_t>(RC.Hi - RC.Lo));
+          RC.Hi = 0;
+        }
+      } else {
+        RC.Len = B.CreateAdd(Walk, ConstantInt::get(I64, Span), "cm.at.len");
+        Value* Over = B.CreateICmpUGT(Count, ConstantInt::get(I64, Limit), "cm.at.overcap");
+        RC.Guard = B.CreateNot(Over, "cm.at.undercap");
+        for (size_t M : R.Members) Checks[M].Guard = Over;
+        S.LoopRangedGuarded += R.Members.size();
+      }
+      if (BTCC) {
+        for (size_t M : R.Members) Checks[M].Dead = true;
+      }
+      S.LoopRanged += R.Members.size();
+      ++S.LoopRanges;
+      Checks.push_back(RC);
+    }
+  }
 
   // (b) In one block, accesses a constant distance apart whose combined span stays below a
   // page share one range check, placed at the first of them and addressed off its pointer.
   // The range is checked before any of them runs; a member that then does not run (a call
   // in between does not return) only means a page was fetched early, which is harmless.
-  std::map<std::pair<unsigned, const void*>, std::vector<size_t>> Groups;
+  std::map<std::tuple<unsigned, const void*, const Value*>, std::vector<size_t>> Groups;
   for (size_t I = 0; I < Checks.size(); ++I) {
-    if (isInline(Checks[I]))
-      Groups[{Order.lookup(Checks[I].Block), baseKey(Checks[I])}].push_back(I);
+    if (!Checks[I].Dead && isInline(Checks[I])) {
+      Groups[{Order.lookup(Checks[I].Block), baseKey(Checks[I]), Checks[I].Guard}].push_back(I);
+    }
   }
   for (auto& Entry : Groups) {
     std::vector<size_t>& Members = Entry.second;
@@ -697,6 +991,7 @@ bool AccessTracker::instrumentFunction(Function& F, FunctionAnalysisManager& FAM
     for (size_t J : Kept.lookup(Key)) {
       const Check& D = Checks[J];
       if (D.PerLane != C.PerLane || D.Len != C.Len || D.InsertPt == C.InsertPt) continue;
+      if (D.Guard && D.Guard != C.Guard) continue;  // D may not have run
       bool Same = false;
       if (C.PerLane) {
         Same = D.Base == C.Base && D.LaneSize >= C.LaneSize;
@@ -772,7 +1067,10 @@ class AccessTrackerPass : public PassInfoMixin<AccessTrackerPass> {
              << " skipped-global=" << S.SkippedGlobal << " skipped-addrspace=" << S.SkippedAddrSpace
              << " hoisted=" << S.Hoisted << " merged=" << S.Merged << " dominated=" << S.Dominated
              << " checks=" << S.Checks << " (inline=" << S.InlineChecks
-             << " helper=" << S.HelperChecks << " range=" << S.RangeChecks << ")\n";
+             << " helper=" << S.HelperChecks << " range=" << S.RangeChecks << ")"
+             << " versioned-loops=" << S.VersionedLoops << " loop-ranges=" << S.LoopRanges
+             << " loop-ranged=" << S.LoopRanged << " (guarded=" << S.LoopRangedGuarded
+             << ") over-cap=" << S.LoopRangeOverCap << "\n";
     }
     // Setting the done attribute alone changes nothing any analysis computes.
     return Changed ? PreservedAnalyses::none() : PreservedAnalyses::all();
