@@ -213,6 +213,7 @@ int serve(Running& r, const RunArgs& a) {
       return;
     }
     auto o = migrate_options_from(req);
+    o.urgent_to = req.value("to", "");  // live mode's urgent connection goes to the same place
     auto outcome =
         host::run_source(*r.enclave, *r.plat, *r.app, *fd, o, [&](const nlohmann::json& p) {
           nlohmann::json j = p;
@@ -302,13 +303,17 @@ int cmd_receive(const RunArgs& a) {
     }
   }
   int fd = ::accept4(*lfd, nullptr, nullptr, SOCK_CLOEXEC);
-  ::close(*lfd);
-  if (fd < 0) return fail(make_error(Errc::kIo, std::string("accept: ") + std::strerror(errno)));
+  if (fd < 0) {
+    ::close(*lfd);
+    return fail(make_error(Errc::kIo, std::string("accept: ") + std::strerror(errno)));
+  }
   host::MigrateOptions o;
   o.workers = a.workers;
   o.capture_path = a.capture;
+  o.listen_fd = *lfd;  // a live migration's urgent connection arrives here too
   auto outcome = host::run_target(*r->enclave, *r->plat, *r->app, fd, o, nullptr);
   ::close(fd);
+  ::close(*lfd);
   if (outcome.kind != host::MigrationOutcome::kCommitted) {
     std::fprintf(stderr,
                  "constmig: the incoming migration was refused; this enclave will not run it: %s\n",

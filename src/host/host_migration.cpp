@@ -1,6 +1,7 @@
 // Migration Manager (UNTRUSTED). See host_migration.h.
 #include "host/host_migration.h"
 
+#include "host/host_control.h"
 #include "platform/host_fault_tracker.h"
 
 #include <fcntl.h>
@@ -19,6 +20,7 @@
 #include <deque>
 #include <fstream>
 #include <mutex>
+#include <random>
 #include <thread>
 
 namespace constmig::host {
@@ -33,6 +35,16 @@ double ms_since(Clock::time_point t0) {
 }
 
 // ---- channel ----------------------------------------------------------------------------------
+
+struct FdCloser {
+  int fd = -1;
+  FdCloser() = default;
+  FdCloser(const FdCloser&) = delete;
+  FdCloser& operator=(const FdCloser&) = delete;
+  ~FdCloser() {
+    if (fd >= 0) ::close(fd);
+  }
+};
 
 struct OwnedFrame {
   wire::FrameHeader header;
@@ -91,6 +103,8 @@ class Channel {
     return enc_.append(type, 0, payload, out);
   }
   void shutdown_write() { ::shutdown(fd_, SHUT_WR); }
+  // Wakes a thread blocked in recv() (it sees the connection end); sending still works.
+  void shutdown_read() { ::shutdown(fd_, SHUT_RD); }
   // After our last frame: half-close and read until the peer closes (or `limit`), so that the
   // kernel does not answer the peer's unread data with a RST, which would destroy the frames
   // we just sent (an ABORT token!) before the peer reads them.
@@ -409,6 +423,8 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
 
   report("setup", 0, 0);
   wire::Mode mode = o.mode;
+  FdCloser urgent_fd;             // live mode: the urgent connection (after `uch`, which uses it)
+  std::unique_ptr<Channel> uch;
   if (o.mode == wire::Mode::kConstMig) {
     st["tracker"] = tracker_name(o.tracker);
     st["granule-bytes"] = static_cast<uint64_t>(o.granule_pages) * abi::kPageSize;
@@ -426,6 +442,7 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
                                    {"granule-pages", o.granule_pages}}
                         .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     Status ps = ch.send(FrameType::kStats, as_bytes_view(j));
+    nlohmann::json ready;
     while (ps.ok()) {
       auto f = ch.recv(o.io_timeout);
       if (!f.ok()) {
@@ -443,13 +460,36 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
                                            wire::frame_type_name(f->header.type));
         break;
       }
-      if (stats_json(*f).value("ready", false)) break;
+      ready = stats_json(*f);
+      if (ready.value("ready", false)) break;
+    }
+    // Live mode: the target offers the urgent connection with a token in its ready STATS; open it
+    // now (before the stop phase, so it costs no downtime) and name the migration with the token.
+    std::string token = ready.value("urgent-token", std::string());
+    if (ps.ok() && mode == wire::Mode::kConstMig && !token.empty()) {
+      if (o.urgent_to.empty()) {
+        ps = make_error(Errc::kInvalidArgument,
+                        "the target asked for an urgent connection but no address was given "
+                        "for it (MigrateOptions::urgent_to)");
+      } else if (auto c = tcp_connect(o.urgent_to, 10000); !c.ok()) {
+        ps = make_error(Errc::kIo, "cannot open the urgent connection: " + c.error().message);
+      } else {
+        urgent_fd.fd = *c;
+        uch = std::make_unique<Channel>(
+            *c, o.capture_path.empty() ? std::string() : o.capture_path + ".urgent",
+            wire::Direction::kSourceToTarget);
+        std::string uj = nlohmann::json{{"urgent-channel", token}}.dump(
+            -1, ' ', false, nlohmann::json::error_handler_t::replace);
+        ps = uch->send(FrameType::kStats, as_bytes_view(uj));
+      }
+      if (!ps.ok()) send_error(ch, ps.error());
     }
     if (!ps.ok()) {
       (void)mcall(e, abi::kEcallMigReset, {});
       return failed(ps.error(), false);
     }
   }
+  st["urgent-connection"] = uch != nullptr;
   st["setup-time"] = ms_since(t_start);
 
   // ---- stop phase: downtime starts at the first held ECALL.
@@ -499,7 +539,8 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
   // page sent urgently is skipped by the stream and vice versa.
   const bool live = o.mode == wire::Mode::kConstMig;
   if (live) {
-    downtime_bytes = ch.bytes_sent();  // the target resumes on what was sent so far
+    // The target resumes on what was sent so far.
+    downtime_bytes = ch.bytes_sent() + (uch ? uch->bytes_sent() : 0);
     // Keep at most this much unsent stream data in the kernel: an urgent frame waits behind it.
     int lowat = 128 << 10;
     (void)::setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof lowat);
@@ -550,9 +591,37 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
   nlohmann::json target_stats = nlohmann::json::object();
   std::optional<OwnedFrame> verdict;
   Error verdict_err{Errc::kIo, "no verdict from the target"};
+  std::vector<uint8_t> ubuf(wire::kPagesHeaderSize +
+                            wire::kMaxPagesPerRequest * wire::kDataRecordSize + 64);
+  // A PAGE_REQUEST from the target: export the pages (claimed once inside the enclave) and send
+  // them at once on `out` (the urgent connection, or the main one where there is none).
+  auto answer = [&](const OwnedFrame& f, Channel& out) {
+    auto q = wire::decode_page_request(f.payload);
+    if (!q.ok() || q->first >= pages) return;  // nothing we could answer
+    uint32_t count = static_cast<uint32_t>(std::min<uint64_t>(q->count, pages - q->first));
+    chunk = min_chunk;
+    ++requests;
+    std::lock_guard ul(urgent_mu);
+    if (manifest_sent) return;  // everything was sent already; it is on its way
+    auto x = export_pages(e, q->first, count, ubuf);
+    Status us = x.ok() ? ok_status() : Status(x.error());
+    if (us.ok() && !x->payload.empty()) {
+      MutableByteView payload = x->payload;
+      urgent_pages += x->pages;
+      if (urgent_frames == 0 && o.fault == Fault::kCorruptUrgent) {
+        flip(payload, payload.size() - 1);  // the last record's tag (DATA or ZERO)
+      }
+      us = out.send_urgent(FrameType::kPages, payload, wire::kFlagUrgent);
+      urgent_bytes += payload.size() + wire::kHeaderSize;
+      ++urgent_frames;
+    }
+    if (!us.ok()) {
+      std::lock_guard lk(err_mu);
+      if (!worker_err) worker_err = us.take_error();
+      stop_stream = true;
+    }
+  };
   std::thread receiver([&] {
-    std::vector<uint8_t> ubuf(wire::kPagesHeaderSize +
-                              wire::kMaxPagesPerRequest * wire::kDataRecordSize + 64);
     auto quiet_since = Clock::now();
     for (;;) {
       auto f = ch.recv(std::chrono::milliseconds(1000));
@@ -588,36 +657,40 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
         verdict = std::move(f).value();
         break;
       } else if (t == FrameType::kPageRequest && live) {
-        auto q = wire::decode_page_request(f->payload);
-        if (!q.ok() || q->first >= pages) continue;  // nothing we could answer
-        uint32_t count = static_cast<uint32_t>(std::min<uint64_t>(q->count, pages - q->first));
-        chunk = min_chunk;
-        ++requests;
-        std::lock_guard ul(urgent_mu);
-        if (manifest_sent) continue;  // everything was sent already; it is on its way
-        auto x = export_pages(e, q->first, count, ubuf);
-        Status us = x.ok() ? ok_status() : Status(x.error());
-        if (us.ok() && !x->payload.empty()) {
-          MutableByteView payload = x->payload;
-          urgent_pages += x->pages;
-          if (urgent_frames == 0 && o.fault == Fault::kCorruptUrgent) {
-            flip(payload, payload.size() - 1);  // the last record's tag (DATA or ZERO)
-          }
-          us = ch.send_urgent(FrameType::kPages, payload, wire::kFlagUrgent);
-          urgent_bytes += payload.size() + wire::kHeaderSize;
-          ++urgent_frames;
-        }
-        if (!us.ok()) {
-          std::lock_guard lk(err_mu);
-          if (!worker_err) worker_err = us.take_error();
-          stop_stream = true;
-        }
+        answer(*f, ch);  // one connection for all (the target offered no urgent connection)
       }
       // Anything else (a PAGE_REQUEST in stop-and-copy mode, ...) is ignored: the target's
       // enclave decides, and nothing here is trusted.
     }
     stop_stream = true;  // a verdict or a dead connection: streaming on is pointless
   });
+
+  // Live mode: the urgent connection's receiver (page requests only). Its loss before the
+  // manifest ends the stream: the target, which sees it too, refuses and sends the abort token.
+  std::atomic<bool> urgent_stop{false};
+  std::thread urgent_rx;
+  if (uch) {
+    urgent_rx = std::thread([&] {
+      while (!urgent_stop) {
+        auto f = uch->recv(std::chrono::milliseconds(1000));
+        if (urgent_stop) break;
+        if (f.ok()) {
+          if (f->header.type == FrameType::kPageRequest) answer(*f, *uch);
+          continue;  // anything else is informational here
+        }
+        if (f.error().code == Errc::kTimeout) continue;
+        {
+          std::lock_guard ul(urgent_mu);
+          if (manifest_sent) break;  // the target may close it once it has what it needs
+        }
+        std::lock_guard lk(err_mu);
+        if (!worker_err)
+          worker_err = make_error(f.error().code, "urgent connection: " + f.error().message);
+        stop_stream = true;
+        break;
+      }
+    });
+  }
 
   auto worker = [&]() {
     if (live) background_priority();
@@ -709,6 +782,15 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
   if (s.ok() && !stop_stream) {
     std::lock_guard ul(urgent_mu);  // no urgent answer may follow the manifest
     auto man = mcall(e, abi::kEcallMigManifest, {});
+    if (man.ok() && uch) {
+      // Marks the end of the urgent answers: the target imports all of them before it checks
+      // the manifest (they travel on another connection and may arrive after it).
+      std::string ej = nlohmann::json{{"urgent-end", true}}.dump(
+          -1, ' ', false, nlohmann::json::error_handler_t::replace);
+      if (Status es = uch->send(FrameType::kStats, as_bytes_view(ej)); !es.ok()) {
+        man = make_error(es.error().code, "urgent connection: " + es.error().message);
+      }
+    }
     if (!man.ok()) {
       s = man.take_error();
     } else {
@@ -726,10 +808,16 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
 
   // ---- verdict from the target: COMMIT (we die), ABORT (we resume), or nothing (we stay frozen).
   receiver.join();
-  st["transferred"] = ch.bytes_sent();
+  if (urgent_rx.joinable()) {
+    urgent_stop = true;
+    uch->shutdown_read();
+    urgent_rx.join();
+  }
+  const uint64_t sent = ch.bytes_sent() + (uch ? uch->bytes_sent() : 0);
+  st["transferred"] = sent;
   st["precopy-bytes"] = 0;
   st["downtime-bytes"] = downtime_bytes;
-  st["postcopy-bytes"] = live ? ch.bytes_sent() - downtime_bytes : 0;
+  st["postcopy-bytes"] = live ? sent - downtime_bytes : 0;
   st["urgent-bytes"] = urgent_bytes.load();
   st["postcopy-requests"] = requests.load();
   st["postcopy-pages"] = urgent_pages.load();
@@ -788,7 +876,7 @@ namespace {
 class LiveRestore {
  public:
   LiveRestore(Channel& ch, uint64_t pages, uint32_t granule_pages)
-      : ch_(ch),
+      : ch_(&ch),
         pages_(pages),
         gpages_(granule_pages),
         granules_((pages + granule_pages - 1) / granule_pages),
@@ -826,6 +914,9 @@ class LiveRestore {
                             }));
     return tracker_->arm();
   }
+
+  // Page requests go on `ch` from now on (the urgent connection; before the app goes live).
+  void use_channel(Channel& ch) { ch_ = &ch; }
 
   // The output of MigImportPages: u32 installed, u32 n, n x (u64 first, u32 run).
   Status installed(ByteView out) {
@@ -914,7 +1005,7 @@ class LiveRestore {
       ++requests_;
       // If the link is down the migration fails on the receiving side and the process ends;
       // until then this thread waits like the faulting one.
-      (void)ch_.send_urgent(FrameType::kPageRequest, p);
+      (void)ch_->send_urgent(FrameType::kPageRequest, p);
     }
     std::unique_lock lk(mu_);
     cv_.wait(lk, [&] { return complete(g) || failed_.load(); });
@@ -971,7 +1062,7 @@ class LiveRestore {
     return s;
   }
 
-  Channel& ch_;
+  Channel* ch_;  // where page requests go: the urgent connection once there is one
   uint64_t pages_;
   uint32_t gpages_;
   uint64_t granules_;
@@ -1031,6 +1122,42 @@ void prefault(platform::Enclave& e, uint64_t pages_to_touch, int workers, bool a
 
 }  // namespace
 
+// Target, live mode: accepts the source's urgent connection on `listen_fd`; its first frame must be
+// a STATS naming this migration's token. Other connections (a second source, a port scanner) are
+// closed and waiting goes on until `timeout`.
+Result<std::pair<int, std::unique_ptr<Channel>>> accept_urgent(int listen_fd,
+                                                               const std::string& token,
+                                                               const std::string& capture,
+                                                               std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) {
+      return make_error(Errc::kTimeout,
+                        "the source did not open the urgent connection within " +
+                            std::to_string(timeout.count() / 1000) +
+                            " s (a firewall or proxy that passes only one connection to the "
+                            "listen port?)");
+    }
+    pollfd p{listen_fd, POLLIN, 0};
+    int pr = ::poll(&p, 1, static_cast<int>(std::min<long>(left.count(), 1000)));
+    if (pr <= 0) continue;
+    int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) continue;
+    int one = 1;
+    (void)::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    auto ch = std::make_unique<Channel>(fd, capture.empty() ? std::string() : capture + ".urgent",
+                                        wire::Direction::kTargetToSource);
+    auto f = ch->recv(std::min(left, std::chrono::milliseconds(5000)));
+    if (f.ok() && f->header.type == FrameType::kStats &&
+        stats_json(*f).value("urgent-channel", std::string()) == token) {
+      return std::make_pair(fd, std::move(ch));
+    }
+    ch.reset();
+    ::close(fd);
+  }
+}
+
 MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat, HostApp& app,
                             int fd, const MigrateOptions& o, const ProgressFn& progress) {
   MigrationOutcome out;
@@ -1039,7 +1166,17 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
   auto t_start = Clock::now();
   Channel ch(fd, o.capture_path, wire::Direction::kTargetToSource);
   Reporter report(progress);
+  FdCloser urgent_fd;  // live mode: the urgent connection (after `uch`, which uses it)
+  std::unique_ptr<Channel> uch;
   std::unique_ptr<LiveRestore> lr;
+  std::thread urgent_rx;  // live mode: imports the answers that arrive on the urgent connection
+  std::atomic<bool> urgent_stop{false};
+  auto stop_urgent = [&] {
+    if (!urgent_rx.joinable()) return;
+    urgent_stop = true;
+    uch->shutdown_read();
+    urgent_rx.join();
+  };
   bool app_resumed = false;  // live mode: the app has run on this state
   // A tracker thread that cannot go on: give the source its abort token before the process dies.
   auto on_fatal = [&](const Error& err) {
@@ -1050,6 +1187,7 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
 
   // Any failure: the enclave refuses to run; give the source an abort token if we can.
   auto refuse = [&](const Error& err) {
+    if (!app_resumed) stop_urgent();  // (after the app resumed, this process ends below)
     auto tok = mcall(e, abi::kEcallMigMakeAbort, {});
     send_error(ch, err);
     if (tok.ok()) (void)ch.send(FrameType::kAbort, *tok);
@@ -1139,10 +1277,28 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
       if (auto ts = lr->start(e, tracker, on_fatal); !ts.ok()) return refuse(ts.error());
       st["arm-time"] = ms_since(t_arm);
     }
-    std::string j = nlohmann::json{{"ready", true}}.dump(-1, ' ', false,
-                                                         nlohmann::json::error_handler_t::replace);
+    nlohmann::json rj = {{"ready", true}};
+    // Live mode: offer the urgent connection (a host-level token only names this migration on
+    // the listening socket; what arrives on it is verified by the enclave like everything else).
+    std::string token;
+    if (live && o.listen_fd >= 0) {
+      std::random_device rd;
+      char hex[33];
+      std::snprintf(hex, sizeof hex, "%08x%08x%08x%08x", rd(), rd(), rd(), rd());
+      token = hex;
+      rj["urgent-token"] = token;
+    }
+    std::string j = rj.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     if (auto s2 = ch.send(FrameType::kStats, as_bytes_view(j)); !s2.ok()) return refuse(s2.error());
+    if (!token.empty()) {
+      auto u = accept_urgent(o.listen_fd, token, o.capture_path, o.io_timeout);
+      if (!u.ok()) return refuse(u.error());
+      urgent_fd.fd = u->first;
+      uch = std::move(u->second);
+      lr->use_channel(*uch);
+    }
   }
+  st["urgent-connection"] = uch != nullptr;
   st["setup-time"] = ms_since(t_start);
   report("waiting for the stop phase", 0, 0);
 
@@ -1281,9 +1437,63 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
     for (auto& t : ts)
       if (t.joinable()) t.join();
   };
+  // Live mode: the urgent connection's answers are imported on their own thread at once (they
+  // never wait behind the stream, here or in the kernel's buffers). It ends at the source's
+  // "urgent-end" mark, sent just before the manifest; its failure stops the main receiver.
+  std::atomic<uint64_t> urgent_frames{0};
+  std::mutex umu;
+  std::condition_variable ucv;
+  bool urgent_done = false;
+  std::optional<Error> uerr;
+  if (uch) {
+    urgent_rx = std::thread([&] {
+      Status us;
+      while (!urgent_stop) {
+        auto f = uch->recv(std::chrono::milliseconds(1000));
+        if (!f.ok()) {
+          if (f.error().code == Errc::kTimeout) continue;  // no faults for a while: normal
+          if (!urgent_stop)
+            us = make_error(f.error().code, "urgent connection: " + f.error().message);
+          break;
+        }
+        FrameType t = f->header.type;
+        if (t == FrameType::kPages && (f->header.flags & wire::kFlagUrgent)) {
+          ++urgent_frames;
+          us = import(f->payload);
+          if (!us.ok()) break;
+        } else if (t == FrameType::kStats) {
+          if (stats_json(*f).value("urgent-end", false)) break;
+        } else if (t == FrameType::kError) {
+          auto er = wire::decode_error(f->payload);
+          us = make_error(Errc::kState,
+                          "source reported: " + (er.ok() ? er->message : std::string("?")));
+          break;
+        } else {
+          us = make_error(Errc::kFormat,
+                          "unexpected " + wire::frame_type_name(t) + " on the urgent connection");
+          break;
+        }
+      }
+      {
+        std::lock_guard lk(umu);
+        urgent_done = true;
+        if (!us.ok()) uerr = us.error();
+      }
+      ucv.notify_all();
+      if (!us.ok()) {
+        {
+          std::lock_guard lk(qmu);
+          if (!werr) werr = us.take_error();
+          closing = true;
+        }
+        qcv.notify_all();
+        ch.shutdown_read();  // the main receiver wakes up and refuses with this error
+      }
+    });
+  }
   std::optional<OwnedFrame> manifest;
   Status s;
-  uint64_t frames = 0, urgent_frames = 0;
+  uint64_t frames = 0;
   while (s.ok()) {
     auto f = ch.recv(o.io_timeout);
     if (!f.ok()) {
@@ -1321,8 +1531,21 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
     }
   }
   stop_workers();
-  if (werr) s = *werr;
+  if (s.ok() && manifest && uch) {
+    // Every urgent answer the source sent before the manifest must be in before it is checked.
+    std::unique_lock lk(umu);
+    if (!ucv.wait_for(lk, o.io_timeout, [&] { return urgent_done; })) {
+      s = make_error(Errc::kTimeout, "the urgent connection did not end after the manifest");
+    } else if (uerr) {
+      s = *uerr;
+    }
+  }
+  {
+    std::lock_guard lk(qmu);
+    if (werr) s = *werr;
+  }
   if (!s.ok()) return refuse(s.error());
+  stop_urgent();
   if (!manifest) return refuse(make_error(Errc::kFormat, "stream ended without a manifest"));
   auto commit = mcall(e, abi::kEcallMigFinish, manifest->payload);
   if (!commit.ok()) return refuse(commit.error());
@@ -1345,7 +1568,7 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
     st["host-tracker"] = tracker == Tracker::kAccess ? "none"
                          : tracker == Tracker::kUffd ? "uffd"
                                                      : "mprotect";
-    st["urgent-frames"] = urgent_frames;
+    st["urgent-frames"] = urgent_frames.load();
     stop_live_threads();
     std::lock_guard lk(tl_mu);
     timeline.push_back({{"t-ms", ms_since(t_stream)},

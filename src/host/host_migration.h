@@ -59,7 +59,14 @@ struct MigrateOptions {
   uint32_t batch_pages = 0;     // pages per PAGES frame (<= 1024); 0 = auto_batch_pages
   std::chrono::milliseconds quiesce_timeout{10000};
   std::chrono::milliseconds io_timeout{60000};
-  std::string capture_path;    // record the stream this side SENDS (constmig inspect)
+  std::string capture_path;    // record the stream this side SENDS (constmig inspect); live mode
+                               // records the urgent connection's frames in <capture_path>.urgent
+  // Live mode's urgent connection (page requests and their answers, so that they never queue
+  // behind the heap stream in either side's socket buffers; QEMU's postcopy-preempt channel).
+  // Source: the address it connects the urgent connection to (the target's listen address).
+  // Target: the listening socket it accepts that connection on (-1: one connection for all).
+  std::string urgent_to;
+  int listen_fd = -1;
   Fault fault = Fault::kNone;  // source only, tests only
   std::string replay_capture;  // kEarlierMigration: a capture of an earlier source stream
 };

@@ -288,6 +288,14 @@ def case_inspect_capture_has_no_plaintext():
     r = subprocess.run([os.path.join(BIN, "constmig"), "inspect", cap], capture_output=True, text=True)
     check(r.returncode == 0, "inspect decodes the whole capture")
     check("PAGES" in r.stdout and secret not in r.stdout, "inspect lists PAGES frames, never plaintext")
+    if live():
+        # Live mode's urgent connection (page requests/answers) is captured beside the stream.
+        ucap = cap + ".urgent"
+        check(os.path.exists(ucap), "the urgent connection was used and captured")
+        udata = open(ucap, "rb").read()
+        check(secret.encode() not in udata, f"the {len(udata)}-byte urgent capture has no secret")
+        r = subprocess.run([os.path.join(BIN, "constmig"), "inspect", ucap], capture_output=True, text=True)
+        check(r.returncode == 0 and "STATS" in r.stdout, "inspect decodes the urgent capture")
     check(kv_cmd(tport, "GET", "k") == f"${len(secret)}\r\n{secret}\r\n", "secret arrived on the target")
     after = status(tc)["app_stats"]
     check(after["keys"] == before["keys"] and after["digest"] == before["digest"],
@@ -450,6 +458,11 @@ def case_live_small_granules():
     check(rc == 0, f"migrate succeeded (rc={rc}) {err[-300:]}")
     t = stats.get("target", {})
     check(t.get("granule-bytes") == 4096, "4 KiB granules")
+    check(stats.get("urgent-connection") is True and t.get("urgent-connection") is True,
+          "both sides used a separate urgent connection")
+    check(t.get("urgent-frames", 0) > 0 and stats.get("urgent-frames") == t.get("urgent-frames"),
+          f"page answers arrived on it: source sent {stats.get('urgent-frames')}, "
+          f"target imported {t.get('urgent-frames')} urgent frames")
     if MODE == "fault":  # uffd never splits the heap's mapping
         # The heap mapping has at most 2 x open runs + 1 VMAs. The tracker's budget (4096 runs) is
         # soft: faults open at once and idle tracker threads coalesce afterwards; the hard limit
