@@ -221,23 +221,38 @@ class Eval:
         dst = None
         try:
             dst = self.start(to, "receive", app, size, ["--listen", f"{self.hosts.addr[to]}:{port}",
-                                                          "--workers", str(workers), "--accept-timeout", "900"])
+                                                          "--workers", str(workers), "--accept-timeout", "900"]
+                             + (["--self-test-corrupt"] if mode == a.self_test_corrupt else []))
             if not mb.wait_for(lambda: dst.has("waiting for an incoming") or dst.p.poll() is not None, 60) \
                     or dst.p.poll() is not None:
                 raise RunFailed(f"target did not start: {mb.tail(dst.log_path, 15)}")
             time.sleep(a.pre)
-            tl_src, s_src = self.timeline(src)
+            tl_src, _ = self.timeline(src)
             t_mig = time.time()
-            r = subprocess.run([self.constmig, "migrate", "--control", src.ctl, "--to", f"{self.hosts.addr[to]}:{port}",
-                                "--workers", str(workers)] + MODES[mode],
-                               capture_output=True, text=True, timeout=a.migrate_timeout)
+            mig = subprocess.Popen([self.constmig, "migrate", "--control", src.ctl, "--to",
+                                    f"{self.hosts.addr[to]}:{port}", "--workers", str(workers)] + MODES[mode],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            # The source keeps serving until the stop phase: its timeline as late as it answers.
+            while mig.poll() is None and time.time() - t_mig < a.migrate_timeout:
+                try:
+                    tl, _ = self.timeline(src)
+                    tl_src = tl or tl_src
+                except (subprocess.TimeoutExpired, OSError):
+                    pass
+                time.sleep(0.3)
+            try:
+                out, err = mig.communicate(timeout=max(1, a.migrate_timeout - (time.time() - t_mig)))
+            except subprocess.TimeoutExpired:
+                mig.kill()
+                mig.communicate()
+                raise RunFailed(f"migrate did not return within {a.migrate_timeout} s")
             t_ret = time.time()
             try:
-                m = json.loads(r.stdout[:r.stdout.rindex("}") + 1]) if "}" in r.stdout else {}
+                m = json.loads(out[:out.rindex("}") + 1]) if "}" in out else {}
             except ValueError:
                 m = {}
-            if r.returncode != 0 or m.get("status") != "completed":
-                raise RunFailed(f"migrate rc {r.returncode}, status {m.get('status')}: {r.stderr.strip()[-800:]}")
+            if mig.returncode != 0 or m.get("status") != "completed":
+                raise RunFailed(f"migrate rc {mig.returncode}, status {m.get('status')}: {err.strip()[-800:]}")
             tgt = m.get("target") or {}
             row.update({k: m.get(k) for k in SOURCE_FIELDS})
             row["target"] = {k: tgt.get(k) for k in TARGET_FIELDS}
@@ -263,8 +278,11 @@ class Eval:
             row["post_ops_per_s"] = sum(post) / len(post) if post else None
             row["post_over_pre"] = row["post_ops_per_s"] / row["pre_ops_per_s"] \
                 if row["pre_ops_per_s"] and row["post_ops_per_s"] is not None else None
-            row["timeline"] = [[round(t - t_mig, 2), x] for t, x in tl_src if t > t_mig - a.pre - 1] + \
+            # Source samples (it serves until the stop phase), then the target's (from its resume).
+            t_stop = min((t for t, _ in tl_dst), default=t_ret)
+            row["timeline"] = [[round(t - t_mig, 2), x] for t, x in tl_src if t_mig - a.pre - 1 < t < t_stop] + \
                 [[round(t - t_mig, 2), x] for t, x in tl_dst]
+            row["timeline_source_until_s"] = round(max((t for t, _ in tl_src), default=t_mig) - t_mig, 2)
             if not row["verified"]:
                 row["failed"] = f"VERIFICATION FAILED on the target: {v.get('detail')} (reason {v.get('reason')})"
             elif s.get("errors"):
@@ -486,7 +504,10 @@ def plots(doc, out):
                 ax.plot([p[0] / 2**20 for p in pts], [p[1] for p in pts], "o-", color=colors[m], label=LABEL[m])
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
-        ax.set_xlabel("heap (data) MiB")
+        ax.set_xticks([mb.parse_size(x) / 2**20 for x in doc["config"]["sizes"]])
+        ax.set_xticklabels(doc["config"]["sizes"])
+        ax.minorticks_off()
+        ax.set_xlabel("heap (data)")
         ax.set_ylabel("downtime ms")
         ax.set_title(w, fontsize=10)
         ax.grid(alpha=0.3, which="both")
@@ -500,14 +521,18 @@ def plots(doc, out):
     plt.close(fig)
     written.append(p)
     sizes = doc["config"]["sizes"]
-    fig, axs = plt.subplots(n, len(sizes), figsize=(4.2 * len(sizes), 2.6 * n), squeeze=False)
+    fig, axs = plt.subplots(n, len(sizes), figsize=(max(8.0, 4.2 * len(sizes)), 2.6 * n + 0.6), squeeze=False)
     for i, w in enumerate(wl):
         for j, s in enumerate(sizes):
             ax = axs[i][j]
             for r in ok:
                 if r["workload"] == w and r["size"] == s and r.get("timeline"):
-                    tl = r["timeline"]
-                    ax.plot([t for t, _ in tl], [x for _, x in tl], lw=0.8, color=colors[r["mode"]], label=LABEL[r["mode"]])
+                    # Source (before 0) and target apart: no line drawn across the migration.
+                    cut = r.get("timeline_source_until_s", 0)
+                    for k, part in enumerate(([p for p in r["timeline"] if p[0] <= cut],
+                                              [p for p in r["timeline"] if p[0] > cut])):
+                        ax.plot([t for t, _ in part], [x for _, x in part], lw=0.8, color=colors[r["mode"]],
+                                label=LABEL[r["mode"]] if k == 0 else None)
             ax.axvline(0, color="k", lw=0.5)
             ax.set_title(f"{w} {s}", fontsize=9)
             ax.tick_params(labelsize=7)
@@ -517,7 +542,8 @@ def plots(doc, out):
                 ax.set_xlabel("s since migrate", fontsize=8)
             if i == 0 and j == 0:
                 ax.legend(fontsize=6)
-    fig.suptitle("app ops/s (100 ms samples) around each migration: source before 0, target after", fontsize=10)
+    fig.suptitle("app ops/s (100 ms samples) around each migration (0 = migrate started): source, then target",
+                 fontsize=10)
     fig.tight_layout()
     p = os.path.join(out, "workload_eval_timeline.png")
     fig.savefig(p, dpi=90)
@@ -567,6 +593,8 @@ def main():
     ap.add_argument("--worker-sweep", metavar="N,N,...", help="worker sweep instead: one workload (the first), "
                     "one size (the first), migrated back and forth once per worker count")
     ap.add_argument("--sweep-mode", default="stop-and-copy", choices=list(MODES), help="mode of the worker sweep")
+    ap.add_argument("--self-test-corrupt", metavar="MODE", help="TESTING ONLY: the target of the MODE hop corrupts "
+                    "one value before its verification (receive --self-test-corrupt): that run must fail")
     ap.add_argument("--quick", action="store_true", help="CI smoke run: 32M, every workload and mode, short windows")
     ap.add_argument("--out", default="bench-results")
     ap.add_argument("--from-json", metavar="PATH", help="no runs: tables and plots again from a JSON")
