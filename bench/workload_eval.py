@@ -414,22 +414,21 @@ def header_lines(doc):
 def render(doc):
     summarize(doc)
     L = [f"# Workload evaluation ({'worker sweep' if doc.get('kind') == 'worker-sweep' else 'all modes'})", ""]
-    L += header_lines(doc) + [""]
+    L += header_lines(doc) + [f"- skipped: {x['workload']} ({x['reason']})" for x in doc.get("skipped", [])] + [""]
     if doc.get("kind") == "worker-sweep":
         rows = []
         for r in doc["runs"]:
             if "failed" in r:
-                rows.append([r.get("workers"), "FAILED: " + r["failed"][:80], "", "", "", "", ""])
+                rows.append([r.get("workers"), "**FAILED**: " + r["failed"][:80], "", "", "", "", ""])
                 continue
-            mbps = r.get("throughput-mbps")
-            rows.append([r["workers"], f"{r['from']}->{r['to']}", fmt(r.get("pages-time")), fmt(mbps),
-                         fmt(r["heap-bytes"] / 2**20 / (r["pages-time"] / 1000.0) if r.get("pages-time") else None),
-                         fmt(r.get("downtime"), "{:.1f}"), "yes" if r.get("verified") else "NO"])
-        L.append(md_table(["workers (source & target)", "hop", "heap stream ms", "throughput-mbps (constmig)",
-                           "heap MiB/s", "downtime ms", "verified"], rows))
+            rows.append([r["workers"], f"{r['from']}->{r['to']}", fmt(r.get("pages-time")),
+                         fmt(r.get("throughput-mbps")), fmt(r.get("downtime"), "{:.1f}"), fmt(r.get("total-time")),
+                         "yes" if r.get("verified") and "failed" not in r else "**NO**"])
+        L.append(md_table(["workers (source & target)", "hop", "heap stream ms", "heap MiB/s (throughput-mbps)",
+                           "downtime ms", "total ms", "verified"], rows))
         L += ["", f"{doc['runs'][0]['workload'] if doc['runs'] else ''} {doc['config']['sizes'][0]}, mode "
               f"{doc['config']['sweep_mode']}: `constmig migrate --workers N` and `receive --workers N`; "
-              "heap MiB/s = heap bytes / pages-time."]
+              "heap MiB/s = the source's throughput-mbps: heap MiB / pages-time (the heap stream)."]
         return "\n".join(L) + "\n"
     head = ["workload", "size", "mode", "downtime ms", "reduction vs s&c", "paper", "total ms", "transferred MiB",
             "on-demand pages", "p99 fault µs", "post/pre ops/s", "verified"]
@@ -482,7 +481,9 @@ def plots(doc, out):
         ax.plot([r["workers"] for r in ok], [r.get("throughput-mbps") or 0 for r in ok], "o-")
         ax.set_xscale("log", base=2)
         ax.set_xlabel("workers (source encrypt = target restore)")
-        ax.set_ylabel("migration throughput (throughput-mbps)")
+        ax.set_ylabel("heap stream MiB/s (throughput-mbps)")
+        ax.set_xticks([r["workers"] for r in ok])
+        ax.set_xticklabels([str(r["workers"]) for r in ok])
         ax.set_title(f"worker sweep: {doc['config']['workloads'][0]} {doc['config']['sizes'][0]}, "
                      f"{doc['config']['sweep_mode']}", fontsize=10)
         ax.grid(alpha=0.3)
@@ -619,12 +620,19 @@ def main():
     tmp = tempfile.mkdtemp(prefix="cmeval-")
     workloads = [w.strip() for w in a.workloads.split(",") if w.strip()]
     known = registered_apps(constmig, tmp)
+    skipped = []
     if known is not None:
-        if not a.no_auto_workloads:
-            workloads += [w for w in OPTIONAL if w in known and w not in workloads]
         unknown = [w for w in workloads if w not in known]
         if unknown:
             sys.exit(f"not in {constmig}'s app registry: {unknown} (it has {', '.join(known)})")
+        for w in OPTIONAL if not a.no_auto_workloads else []:
+            if w in known and w not in workloads:
+                if os.path.exists(os.path.join(bindir, f"{w}_enclave.enclave.so")):
+                    workloads.append(w)
+                    print(f"{w}: in the app registry, included")
+                else:
+                    skipped.append({"workload": w, "reason": f"in the registry but no {w}_enclave.enclave.so in {bindir}"})
+                    print(f"{w}: SKIPPED: {skipped[-1]['reason']}")
     missing = [w for w in workloads if not os.path.exists(os.path.join(bindir, f"{w}_enclave.enclave.so"))]
     if missing:
         sys.exit(f"no enclave image for {missing} in {bindir}: build {' '.join(w + '_enclave' for w in missing)}")
@@ -659,7 +667,7 @@ def main():
            "binary": binary, "machine": machine(), "loadavg_before": load_before,
            "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "platform": "emulated SGX",
            "hosts": "netns" if hosts.netns else "loopback", "rate": hosts.rate, "scheme": scheme,
-           "workloads": workloads,
+           "workloads": workloads, "skipped": skipped, "registry": known,
            "config": {"sizes": [human(s) for s in sizes], "modes": modes, "workers": a.workers, "io_threads": a.io_threads,
                       "pre_s": a.pre, "window_s": a.window, "warm": a.warm, "fresh": a.fresh, "quick": a.quick,
                       "max_memory": {human(s): heap_limit(s) for s in sizes}, "workloads": workloads,
