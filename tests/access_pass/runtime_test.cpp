@@ -77,6 +77,33 @@ __attribute__((noinline)) int stack_work(int x) {
   return s;
 }
 
+// Loops for the whole-loop range checks (docs/access_tracker.md, "Loops"): affine accesses with
+// a trip count the compiler does not know (n) or does (sum_two_pages), forwards, backwards,
+// strided, writing, and one non-affine access that must stay checked per access.
+__attribute__((noinline)) uint64_t sum_every_512th(const uint64_t* a, size_t n) {
+  uint64_t s = 0;
+  for (size_t i = 0; i < n; i += 512) s += a[i];  // one word per page
+  return s;
+}
+__attribute__((noinline)) uint64_t sum_backwards(const uint64_t* a, size_t n) {
+  uint64_t s = 0;
+  for (size_t i = n; i-- > 0;) s += a[i] * (i + 1);
+  return s;
+}
+__attribute__((noinline)) void fill_words(uint64_t* a, size_t n, uint64_t v) {
+  for (size_t i = 0; i < n; ++i) a[i] = v + (i & 1);
+}
+__attribute__((noinline)) uint64_t sum_two_pages(const uint64_t* a) {
+  uint64_t s = 0;
+  for (size_t i = 0; i < 2 * kWordsPerPage; ++i) s += a[i];
+  return s;
+}
+__attribute__((noinline)) uint64_t sum_indirect(const uint64_t* a, const uint32_t* idx, size_t n) {
+  uint64_t s = 0;
+  for (size_t i = 0; i < n; ++i) s += a[idx[i]];
+  return s;
+}
+
 __attribute__((noinline)) int global_work(int x) {
   for (int i = 0; i < 64; ++i) g_table[i] += x;
   std::memset(g_table, 0, 16);
@@ -95,6 +122,22 @@ class AccessPassRuntime : public ::testing::Test {
     size_t n = 0;
     for (size_t p = 0; p < fake_rt::kPages; ++p) n += fake_rt::restored(p) ? 1 : 0;
     return n;
+  }
+  // How a loop over `pages` missing pages fetched them: with range checks (access_pass.runtime)
+  // a few calls cover the whole loop; over the cap (access_pass.runtime_smallcap, compiled with
+  // CONSTMIG_AT_RANGE_CAP=ACCESS_PASS_RANGE_CAP) the per-iteration checks fetch page by page and
+  // no call is longer than the cap.
+  static void expect_loop_fetches(size_t pages) {
+#if defined(ACCESS_PASS_RANGE_CAP)
+    EXPECT_GE(fake_rt::fetch_count(), pages);
+    for (size_t c = 0; c < fake_rt::fetch_count(); ++c) {
+      EXPECT_LE(fake_rt::fetch_call(c).len, uint64_t{ACCESS_PASS_RANGE_CAP}) << c;
+    }
+#elif defined(__OPTIMIZE__)
+    EXPECT_LT(fake_rt::fetch_count(), pages) << "no whole-loop range check ran";
+#else
+    (void)pages;  // -O0: no versioning, no range checks; one check per access
+#endif
   }
 };
 
@@ -297,6 +340,103 @@ TEST_F(AccessPassRuntime, RestoredBitsMeanNoFetch) {
   }
   EXPECT_LE(fake_rt::fetch_count(), 1u);
   EXPECT_EQ(h[kWordsPerPage + 1], 0u) << "a fetch refilled a restored page";
+}
+
+TEST_F(AccessPassRuntime, LoopEnteredWithFlagClearRunsUncheckedAndFetchesNothing) {
+  uint64_t* h = fake_rt::heap64();
+  EXPECT_EQ(app::sum(h, fake_rt::kPages * kWordsPerPage), 0u);
+  EXPECT_EQ(app::sum_every_512th(h, fake_rt::kPages * kWordsPerPage), 0u);
+  app::fill_words(h + 2 * kWordsPerPage, kWordsPerPage, 5);
+  EXPECT_EQ(app::sum_two_pages(h + 2 * kWordsPerPage), kWordsPerPage * 5 + kWordsPerPage / 2);
+  EXPECT_EQ(fake_rt::fetch_count(), 0u);
+  EXPECT_EQ(pages_restored(), 0u);
+}
+
+TEST_F(AccessPassRuntime, RangeCheckFetchesEveryPageTheLoopReads) {
+  const size_t first = 2, pages = 8;
+  uint64_t s;
+  {
+    ActiveScope active;
+    s = app::sum(fake_rt::heap64() + first * kWordsPerPage, pages * kWordsPerPage);
+  }
+  uint64_t want = 0;
+  for (size_t p = first; p < first + pages; ++p) want += kWordsPerPage * marker(p);
+  EXPECT_EQ(s, want) << "the loop read a page before it was fetched";
+  for (size_t p = first; p < first + pages; ++p) EXPECT_TRUE(fake_rt::restored(p)) << p;
+  EXPECT_EQ(pages_restored(), pages) << "the range reached past the loop's array";
+  expect_loop_fetches(pages);
+}
+
+TEST_F(AccessPassRuntime, StridedLoopFetchesEveryPageItTouches) {
+  uint64_t s;
+  {
+    ActiveScope active;
+    s = app::sum_every_512th(fake_rt::heap64(), fake_rt::kPages * kWordsPerPage);
+  }
+  uint64_t want = 0;
+  for (size_t p = 0; p < fake_rt::kPages; ++p) want += marker(p);
+  EXPECT_EQ(s, want);
+  EXPECT_EQ(pages_restored(), fake_rt::kPages);
+  expect_loop_fetches(fake_rt::kPages);
+}
+
+TEST_F(AccessPassRuntime, BackwardsLoopFetchesEveryPageItReads) {
+  const size_t first = 9, pages = 3;
+  uint64_t s;
+  {
+    ActiveScope active;
+    s = app::sum_backwards(fake_rt::heap64() + first * kWordsPerPage, pages * kWordsPerPage);
+  }
+  uint64_t want = 0;
+  for (size_t i = 0; i < pages * kWordsPerPage; ++i)
+    want += marker(first + i / kWordsPerPage) * (i + 1);
+  EXPECT_EQ(s, want);
+  for (size_t p = first; p < first + pages; ++p) EXPECT_TRUE(fake_rt::restored(p)) << p;
+  EXPECT_EQ(pages_restored(), pages);
+  expect_loop_fetches(pages);
+}
+
+TEST_F(AccessPassRuntime, ConstantTripCountLoopFetchesBeforeItsFirstIteration) {
+  uint64_t s;
+  {
+    ActiveScope active;
+    s = app::sum_two_pages(fake_rt::heap64() + 6 * kWordsPerPage);
+  }
+  EXPECT_EQ(s, kWordsPerPage * (marker(6) + marker(7)));
+  EXPECT_EQ(pages_restored(), 2u);
+  expect_loop_fetches(2);
+}
+
+TEST_F(AccessPassRuntime, LoopStoresComeAfterTheRangeFetch) {
+  uint64_t* h = fake_rt::heap64();
+  {
+    ActiveScope active;
+    app::fill_words(h + 12 * kWordsPerPage + 1, 3 * kWordsPerPage - 2, 40);  // pages 12-14
+  }
+  // A fetch after a store would have put the marker back over it.
+  for (size_t i = 1; i < 3 * kWordsPerPage - 1; ++i) {
+    ASSERT_EQ(h[12 * kWordsPerPage + i], 40 + ((i - 1) & 1)) << i;
+  }
+  EXPECT_EQ(h[12 * kWordsPerPage], marker(12));
+  EXPECT_EQ(h[15 * kWordsPerPage - 1], marker(14));
+  EXPECT_EQ(pages_restored(), 3u);
+  expect_loop_fetches(3);
+}
+
+TEST_F(AccessPassRuntime, IndirectAccessStaysCheckedPerAccess) {
+  // idx lives outside the fake heap; a[idx[i]] is not affine: only the pages it reads come in.
+  const uint32_t idx[] = {3 * kWordsPerPage + 1, 7 * kWordsPerPage + 2, 11 * kWordsPerPage + 3,
+                          7 * kWordsPerPage + 5};
+  uint64_t s;
+  {
+    ActiveScope active;
+    s = app::sum_indirect(fake_rt::heap64(), idx, 4);
+  }
+  EXPECT_EQ(s, marker(3) + 2 * marker(7) + marker(11));
+  EXPECT_TRUE(fake_rt::restored(3));
+  EXPECT_TRUE(fake_rt::restored(7));
+  EXPECT_TRUE(fake_rt::restored(11));
+  EXPECT_EQ(pages_restored(), 3u);
 }
 
 }  // namespace

@@ -830,6 +830,21 @@ int32_t mig_go_live(Context& m, Call& c) {
                          "(constmig_add_enclave ... TRACKER access): use --tracker fault or uffd, "
                          "or rebuild the app");
     }
+    // The flag may go 0 -> 1 only while no app code runs in this instance: instrumented code
+    // runs a loop entered with the flag clear unchecked to its end (loop versioning) and checks
+    // hoisted before a loop (docs/access_tracker.md). app_enter admits no app ECALL in IMPORTING;
+    // refused entries bump the count only for an instant, so it is re-read a while.
+    int64_t inflight = g_app_inflight.load();
+    for (int i = 0; i < (1 << 16) && inflight != 0; ++i) {
+      __builtin_ia32_pause();
+      inflight = g_app_inflight.load();
+    }
+    if (inflight != 0) {
+      return fail(c, abi::kEcallRefused,
+                  "MigGoLive: " + std::to_string(inflight) +
+                      " app ECALLs are running in this target: the host must hold app ECALLs "
+                      "until the target is live");
+    }
     static_assert(sizeof(std::atomic<uint64_t>) == sizeof(uint64_t));
     at::activate(boot_page().heap_base, m.pages * abi::kPageSize,
                  reinterpret_cast<const uint64_t*>(m.restored_words.get()));
