@@ -638,7 +638,7 @@ void AccessTracker::versionLoop(Function& F, Loop& L, DominatorTree& DT, LoopInf
   formLCSSARecursively(L, DT, &LI, /*SE=*/nullptr);
   BasicBlock* Pre = L.getLoopPreheader();
   BasicBlock* CheckedPH = SplitBlock(Pre, Pre->getTerminator(), &DT, &LI, nullptr,
-                                     L.getHeader()->getName() + ".cm.at.checked");
+                                     L.getHeader()->getName() + ".cm.at.checked.ph");
   SmallVector<BasicBlock*, 4> Exits;
   L.getUniqueExitBlocks(Exits);
   ValueToValueMapTy VMap;
@@ -661,6 +661,7 @@ void AccessTracker::versionLoop(Function& F, Loop& L, DominatorTree& DT, LoopInf
     }
   }
   auto* PlainPH = cast<BasicBlock>(VMap[CheckedPH]);
+  PlainPH->setName(L.getHeader()->getName() + ".cm.at.plain.ph");
   Instruction* OldTerm = Pre->getTerminator();
   IRBuilder<> B(OldTerm);
   B.SetCurrentDebugLocation(OldTerm->getDebugLoc());
@@ -670,7 +671,6 @@ void AccessTracker::versionLoop(Function& F, Loop& L, DominatorTree& DT, LoopInf
                           MaybeAlign(1), "cm.at.active");
   B.CreateCondBr(B.CreateICmpNE(Act, ConstantInt::get(I8, 0)), CheckedPH, PlainPH, Unlikely);
   OldTerm->eraseFromParent();
-  Pre->setName(L.getHeader()->getName() + ".cm.at.version");
   for (BasicBlock* BB : Blocks) Unchecked.insert(BB);
   DT.recalculate(F);
   ++S.VersionedLoops;
