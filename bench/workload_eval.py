@@ -147,6 +147,16 @@ class RunFailed(Exception):
     pass
 
 
+def poll(pred, timeout):
+    """mb.wait_for with a slower pace for long waits (every check may spawn `constmig status`)."""
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if pred():
+            return True
+        time.sleep(0.1 if time.time() - t0 < 5 else 1.0)
+    return False
+
+
 class Eval:
     def __init__(self, a, constmig, tmp, hosts):
         self.a, self.constmig, self.tmp, self.hosts = a, constmig, tmp, hosts
@@ -193,14 +203,14 @@ class Eval:
         t0 = time.time()
         p = self.start("a", "run", app, size, ["--data", str(size)])
         timeout = self.a.init_timeout_per_gib * max(1.0, size / 2**30) + 60
-        ok = mb.wait_for(lambda: p.p.poll() is not None or (os.path.exists(p.ctl) and
-                                                             self.app_stats(p).get("ops_here", 0) > 0), timeout)
+        ok = poll(lambda: p.p.poll() is not None or (os.path.exists(p.ctl) and
+                                                       self.app_stats(p).get("ops_here", 0) > 0), timeout)
         if not ok or p.p.poll() is not None:
             p.stop()
             raise RunFailed(f"{app} did not build {human(size)} within {timeout:.0f} s: {mb.tail(p.log_path, 15)}")
         init_s = time.time() - t0
         # The first status asked for a verification of the freshly built data: wait for it.
-        mb.wait_for(lambda: (self.app_stats(p).get("verification") or {}).get("state") == "done", timeout)
+        poll(lambda: (self.app_stats(p).get("verification") or {}).get("state") == "done", timeout)
         s = self.app_stats(p)
         info = {"init_s": round(init_s, 2), "init_ms": s.get("init_ms"), "verified": s.get("verified"),
                 "verification": s.get("verification"), "heap_in_use": (self.status(p).get("heap") or {}).get("in_use")}
@@ -260,7 +270,7 @@ class Eval:
             if not mb.wait_for(lambda: src.p.poll() is not None, 120):
                 raise RunFailed("the source did not exit after the commit")
             vt = a.verify_timeout_per_gib * max(1.0, size / 2**30) + 60
-            if not mb.wait_for(lambda: (self.app_stats(dst).get("verification") or {}).get("state") == "done", vt):
+            if not poll(lambda: (self.app_stats(dst).get("verification") or {}).get("state") == "done", vt):
                 raise RunFailed(f"no verification on the target within {vt:.0f} s")
             t_ver = time.time()
             time.sleep(a.window + 0.3)
