@@ -8,7 +8,7 @@ target datalayout = "e-m:e-p270:32:32-p271:32:32-p272:64:64-i64:64-f80:128-n8:16
 target triple = "x86_64-unknown-linux-gnu"
 
 ; for (i = 0; i < 1000; i += 2) s += a[i];   500 iterations, 16-byte stride: one fetch of
-; [a, a + 499 * 16 + 8) (longer than a page: the runtime's fetch tests the bits itself).
+; [a, a + 499 * 16 + 8) if the part of it inside the heap is not two restored pages at most.
 ; CHECK-LABEL: define i64 @strided_known(
 ; CHECK-NEXT:  entry:
 ; CHECK-NEXT:    %[[P:.+]] = bitcast i64* %a to i8*
@@ -16,6 +16,17 @@ target triple = "x86_64-unknown-linux-gnu"
 ; CHECK-NEXT:    %[[ON:.+]] = icmp ne i8 %[[A]], 0
 ; CHECK-NEXT:    br i1 %[[ON]], label %cm.at.check, label %cm.at.cont
 ; CHECK:       cm.at.check:
+; CHECK-NEXT:    %[[I:.+]] = ptrtoint i8* %[[P]] to i64
+; CHECK-NEXT:    %cm.at.end = add i64 %[[I]], 7992
+; The range may start below the heap (a conditional access's first iteration): clipped to it.
+; CHECK:         %cm.at.heapend = add i64 %cm.at.base, %cm.at.size
+; CHECK:       cm.at.inheap:
+; CHECK:         %cm.at.off = sub i64
+; CHECK:         %cm.at.last = sub i64
+; CHECK:         icmp ule i64 %{{.+}}, 1
+; CHECK:         load atomic i64, i64* %{{.+}} acquire
+; CHECK:         load atomic i64, i64* %{{.+}} acquire
+; CHECK:       cm.at.fetch:
 ; CHECK-NEXT:    call void @__constmig_at_fetch(i8* %[[P]], i64 7992)
 ; CHECK:       loop:
 ; CHECK-NOT:     @__constmig_at
@@ -37,9 +48,9 @@ exit:
 }
 
 ; Two accesses per iteration (a[i], a[i+1], i += 2, 100 iterations) share one range of
-; 99 * 16 + 16 bytes; at most a page: the short-range check (the helper, outside loops).
+; 99 * 16 + 16 bytes.
 ; CHECK-LABEL: define i64 @pair_known(
-; CHECK:         call preserve_mostcc void @__constmig_at_check(i8* %{{.+}}, i64 1600)
+; CHECK:         call void @__constmig_at_fetch(i8* %{{.+}}, i64 1600)
 ; CHECK:       loop:
 ; CHECK-NOT:     @__constmig_at
 ; CHECK:         ret i64
@@ -68,7 +79,7 @@ exit:
 ; CHECK:         %[[START:.+]] = getelementptr i64, i64* %a, i64 99
 ; CHECK:         %[[S8:.+]] = bitcast i64* %[[START]] to i8*
 ; CHECK:         %cm.at.first = getelementptr i8, i8* %[[S8]], i64 -792
-; CHECK:         call preserve_mostcc void @__constmig_at_check(i8* %cm.at.first, i64 800)
+; CHECK:         call void @__constmig_at_fetch(i8* %cm.at.first, i64 800)
 ; CHECK:       loop:
 ; CHECK-NOT:     @__constmig_at
 ; CHECK:         ret void
@@ -129,7 +140,7 @@ exit:
 ; CHECK-NEXT:    %[[ON:.+]] = icmp ne i8 %[[A]], 0
 ; CHECK-NEXT:    %cm.at.guarded = and i1 %[[ON]], %cm.at.undercap
 ; CHECK-NEXT:    br i1 %cm.at.guarded, label %cm.at.check, label %cm.at.cont
-; CHECK:       cm.at.check:
+; CHECK:       cm.at.fetch:
 ; CHECK-NEXT:    call void @__constmig_at_fetch(i8* %[[P]], i64 %cm.at.len)
 ; CHECK:       loop:
 ; CHECK:         %p = getelementptr inbounds i64, i64* %a, i64 %i

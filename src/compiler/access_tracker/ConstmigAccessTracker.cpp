@@ -107,6 +107,7 @@ struct Stats {
   uint64_t HelperChecks = 0;       //   of which call the shared __constmig_at_check
   uint64_t RangeChecks = 0;        //   of which hand a dynamic / long range to fetch
   uint64_t VersionedLoops = 0;     // loops cloned into a checked and an unchecked version
+  uint64_t UnversionedLoops = 0;   // innermost loops with checks left unversioned (size, shape)
   uint64_t LoopRanges = 0;         // whole-loop range checks emitted in preheaders
   uint64_t LoopRanged = 0;         // accesses covered by them (no check left in the loop)
   uint64_t LoopRangedGuarded = 0;  // ... and those that keep a check for trip counts over the cap
@@ -137,7 +138,8 @@ struct Check {
   DebugLoc Loc;
   unsigned Accesses = 1;
   bool Dead = false;
-  bool InLoop = false;  // in a loop (after hoisting): gets the inline bitmap test
+  bool InLoop = false;     // in a loop (after hoisting): gets the inline bitmap test
+  bool LoopRange = false;  // a whole-loop range (Len, constant or not): emitLoopRangeTest
   // When set, the check runs only if this i1 (defined before InsertPt) is true as well as the
   // flag: a range check in a preheader runs for trip counts under the cap, and the accesses it
   // covers keep a per-iteration check guarded by the opposite. A guarded check never covers
@@ -163,6 +165,14 @@ InlineMode inlineMode() {
 bool loopVersioningEnabled() {
   const char* Env = std::getenv("CONSTMIG_AT_LOOP_VERSIONING");
   return !Env || StringRef(Env) != "0";
+}
+
+// CONSTMIG_AT_REPORT: 1 prints one line of figures per module, 2 also names each innermost loop
+// that keeps per-iteration checks without being versioned.
+int reportLevel() {
+  const char* Env = std::getenv("CONSTMIG_AT_REPORT");
+  if (!Env || !*Env || StringRef(Env) == "0") return 0;
+  return StringRef(Env) == "2" ? 2 : 1;
 }
 
 uint64_t rangeCap() {
@@ -196,6 +206,10 @@ class AccessTracker {
   // Emits the heap-range and bitmap test of [Addr, Addr + Size) at B, and the fetch of that
   // range if a page is missing; B ends up in the block after it.
   void emitRangeTest(IRBuilder<>& B, Instruction* Term, Value* Addr, uint64_t Size, bool OnePage);
+  // A loop's whole range [Addr, Addr + Len): nothing if it misses the heap or lies in at most two
+  // restored pages, else the runtime's fetch. Its start need not be an accessed address (a
+  // conditional access's first iteration), so it may start below the heap: it is clipped.
+  void emitLoopRangeTest(IRBuilder<>& B, Instruction* Term, Value* Addr, Value* Len);
   Function* checkHelper();
   void declareRuntime();
   // Loop versioning on the flag (see instrumentFunction); returns true if a loop was cloned.
@@ -203,7 +217,7 @@ class AccessTracker {
                     SmallPtrSetImpl<const BasicBlock*>& Unchecked);
   bool loopNeedsChecks(Loop& L, LoopInfo& LI, const TargetLibraryInfo& TLI);
   static bool canVersion(const Loop& L);
-  void versionLoop(Function& F, Loop& L, DominatorTree& DT, LoopInfo& LI,
+  bool versionLoop(Function& F, Loop& L, DominatorTree& DT, LoopInfo& LI,
                    SmallPtrSetImpl<const BasicBlock*>& Unchecked);
 
   Module& M;
@@ -485,6 +499,10 @@ void AccessTracker::emit(const Check& C) {
 
   Value* Addr = B.CreatePointerCast(C.Base, I8Ptr);
   if (C.Lo != 0) Addr = B.CreateGEP(I8, Addr, ConstantInt::get(I64, C.Lo), "cm.at.addr");
+  if (C.LoopRange) {
+    emitLoopRangeTest(B, ActiveT, Addr, B.CreateZExtOrTrunc(C.Len, I64));
+    return;
+  }
   if (C.Len) {
     // Dynamic length (memcpy/memmove/memset and friends): the runtime's fetch tests the range
     // against the bitmap itself, cheaply, before doing anything slow, and is a no-op for a
@@ -538,6 +556,37 @@ void AccessTracker::emitRangeTest(IRBuilder<>& B, Instruction* Term, Value* Addr
   SlowT->getParent()->setName("cm.at.fetch");
   B.SetInsertPoint(SlowT);
   CallInst* Call = B.CreateCall(Fetch, {Addr, ConstantInt::get(I64, Size)});
+  Call->addFnAttr(Attribute::Cold);
+  Call->addFnAttr(Attribute::NoUnwind);
+}
+
+void AccessTracker::emitLoopRangeTest(IRBuilder<>& B, Instruction* Term, Value* Addr, Value* Len) {
+  Type* I64 = Type::getInt64Ty(Ctx);
+  auto load = [&](Type* Ty, Constant* G, const char* Name) {
+    return B.CreateLoad(Ty, ConstantExpr::getPointerCast(G, Ty->getPointerTo()), Name);
+  };
+  Value* A = B.CreatePtrToInt(Addr, I64);
+  Value* E = B.CreateAdd(A, Len, "cm.at.end");
+  Value* Base = load(I64, HeapBase, "cm.at.base");
+  Value* HeapEnd = B.CreateAdd(Base, load(I64, HeapSize, "cm.at.size"), "cm.at.heapend");
+  Value* Meets = B.CreateAnd(B.CreateICmpUGT(E, Base), B.CreateICmpULT(A, HeapEnd));
+  Instruction* InHeapT = SplitBlockAndInsertIfThen(Meets, Term, /*Unreachable=*/false);
+  InHeapT->getParent()->setName("cm.at.inheap");
+  B.SetInsertPoint(InHeapT);
+  // The part inside the heap, as offsets: first byte and last byte.
+  Value* First = B.CreateSub(B.CreateSelect(B.CreateICmpULT(A, Base), Base, A), Base, "cm.at.off");
+  Value* Last =
+      B.CreateSub(B.CreateSub(B.CreateSelect(B.CreateICmpUGT(E, HeapEnd), HeapEnd, E), Base),
+                  ConstantInt::get(I64, 1), "cm.at.last");
+  Value* Pages = B.CreateSub(B.CreateLShr(Last, kPageShift), B.CreateLShr(First, kPageShift));
+  Value* Bits = load(I64->getPointerTo(), Bitmap, "cm.at.bitmap");
+  Value* Ok = B.CreateAnd(B.CreateICmpULE(Pages, ConstantInt::get(I64, 1)),
+                          B.CreateAnd(testPage(B, Bits, First), testPage(B, Bits, Last)));
+  Instruction* SlowT =
+      SplitBlockAndInsertIfThen(B.CreateNot(Ok), InHeapT, /*Unreachable=*/false, Unlikely);
+  SlowT->getParent()->setName("cm.at.fetch");
+  B.SetInsertPoint(SlowT);
+  CallInst* Call = B.CreateCall(Fetch, {Addr, Len});
   Call->addFnAttr(Attribute::Cold);
   Call->addFnAttr(Attribute::NoUnwind);
 }
@@ -611,7 +660,7 @@ bool AccessTracker::loopNeedsChecks(Loop& L, LoopInfo& LI, const TargetLibraryIn
 }
 
 bool AccessTracker::canVersion(const Loop& L) {
-  if (!L.getLoopPreheader() || !L.isSafeToClone()) return false;
+  if (!L.isSafeToClone()) return false;
   unsigned Insts = 0;
   for (const BasicBlock* BB : L.blocks()) {
     // A block whose address is taken (blockaddress) cannot be duplicated faithfully; a token
@@ -633,10 +682,13 @@ bool AccessTracker::canVersion(const Loop& L) {
 //   checked.ph:   the original loop (instrumented as usual)
 //
 // Both versions leave to the original exit blocks, whose LCSSA phis get the clone's values.
-void AccessTracker::versionLoop(Function& F, Loop& L, DominatorTree& DT, LoopInfo& LI,
+bool AccessTracker::versionLoop(Function& F, Loop& L, DominatorTree& DT, LoopInfo& LI,
                                 SmallPtrSetImpl<const BasicBlock*>& Unchecked) {
-  formLCSSARecursively(L, DT, &LI, /*SE=*/nullptr);
+  // The optimizer's last passes (SimplifyCFG) may have folded a preheader away: make one.
   BasicBlock* Pre = L.getLoopPreheader();
+  if (!Pre) Pre = InsertPreheaderForLoop(&L, &DT, &LI, /*MSSAU=*/nullptr, /*PreserveLCSSA=*/false);
+  if (!Pre) return false;  // the header is entered through an indirectbr or callbr
+  formLCSSARecursively(L, DT, &LI, /*SE=*/nullptr);
   BasicBlock* CheckedPH = SplitBlock(Pre, Pre->getTerminator(), &DT, &LI, nullptr,
                                      L.getHeader()->getName() + ".cm.at.checked.ph");
   SmallVector<BasicBlock*, 4> Exits;
@@ -674,6 +726,7 @@ void AccessTracker::versionLoop(Function& F, Loop& L, DominatorTree& DT, LoopInf
   for (BasicBlock* BB : Blocks) Unchecked.insert(BB);
   DT.recalculate(F);
   ++S.VersionedLoops;
+  return true;
 }
 
 // Picks, outermost first, loops that would keep checks per iteration and are small enough to
@@ -688,17 +741,24 @@ bool AccessTracker::versionLoops(Function& F, DominatorTree& DT, LoopInfo& LI,
       Chosen.push_back(L);
       return;
     }
+    if (L->isInnermost()) {
+      ++S.UnversionedLoops;
+      if (reportLevel() >= 2) {
+        unsigned Insts = 0;
+        for (const BasicBlock* BB : L->blocks()) Insts += static_cast<unsigned>(BB->size());
+        errs() << kPassName << ": " << F.getName() << ": loop " << L->getHeader()->getName()
+               << " not versioned (" << Insts << " instructions"
+               << (L->isSafeToClone() ? "" : ", not clonable") << ")\n";
+      }
+    }
     for (Loop* Sub : *L) Pick(Sub);
   };
   for (Loop* L : LI) Pick(L);
   if (Chosen.empty()) return false;
   declareRuntime();
-  for (Loop* L : Chosen) {
-    // An earlier clone may have added an outside predecessor to this loop's header.
-    if (!L->getLoopPreheader()) continue;
-    versionLoop(F, *L, DT, LI, Unchecked);
-  }
-  return true;
+  bool Changed = false;
+  for (Loop* L : Chosen) Changed |= versionLoop(F, *L, DT, LI, Unchecked);
+  return Changed;
 }
 
 bool AccessTracker::instrumentFunction(Function& F, FunctionAnalysisManager& FAM) {
@@ -903,13 +963,9 @@ bool AccessTracker::instrumentFunction(Function& F, FunctionAnalysisManager& FAM
       RC.Lo = LoOff;
       RC.Loc = Checks[R.Members.front()].Loc;
       RC.Accesses = static_cast<unsigned>(R.Members.size());
+      RC.LoopRange = true;
       if (BTCC) {
-        RC.Hi = LoOff + static_cast<int64_t>(Stride * BTCC->getAPInt().getZExtValue() + Span);
-        if (RC.Hi - RC.Lo > static_cast<int64_t>(kMaxInlineRange)) {
-          // Long: one fetch of the whole range (the runtime tests the bits itself).
-          RC.Len = ConstantInt::get(I64, static_cast<uint64_t>(RC.Hi - RC.Lo));
-          RC.Hi = 0;
-        }
+        RC.Len = ConstantInt::get(I64, Stride * BTCC->getAPInt().getZExtValue() + Span);
       } else {
         RC.Len = B.CreateAdd(Walk, ConstantInt::get(I64, Span), "cm.at.len");
         Value* Over = B.CreateICmpUGT(Count, ConstantInt::get(I64, Limit), "cm.at.overcap");
@@ -1049,17 +1105,12 @@ bool AccessTracker::run(ModuleAnalysisManager& MAM) {
   return Changed;
 }
 
-bool reportRequested() {
-  const char* Env = std::getenv("CONSTMIG_AT_REPORT");
-  return Env && *Env && StringRef(Env) != "0";
-}
-
 class AccessTrackerPass : public PassInfoMixin<AccessTrackerPass> {
  public:
   PreservedAnalyses run(Module& M, ModuleAnalysisManager& MAM) {
     AccessTracker T(M);
     const bool Changed = T.run(MAM);
-    if (reportRequested()) {
+    if (reportLevel() > 0) {
       const Stats& S = T.stats();
       errs() << kPassName << ": " << M.getModuleIdentifier() << ": functions=" << S.Functions
              << " skipped-functions=" << S.SkippedFunctions << " accesses=" << S.Accesses
@@ -1068,7 +1119,8 @@ class AccessTrackerPass : public PassInfoMixin<AccessTrackerPass> {
              << " hoisted=" << S.Hoisted << " merged=" << S.Merged << " dominated=" << S.Dominated
              << " checks=" << S.Checks << " (inline=" << S.InlineChecks
              << " helper=" << S.HelperChecks << " range=" << S.RangeChecks << ")"
-             << " versioned-loops=" << S.VersionedLoops << " loop-ranges=" << S.LoopRanges
+             << " versioned-loops=" << S.VersionedLoops
+             << " unversioned-loops=" << S.UnversionedLoops << " loop-ranges=" << S.LoopRanges
              << " loop-ranged=" << S.LoopRanged << " (guarded=" << S.LoopRangedGuarded
              << ") over-cap=" << S.LoopRangeOverCap << "\n";
     }
