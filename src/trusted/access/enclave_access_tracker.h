@@ -7,7 +7,9 @@
 // flag must not be overwritten by the source's globals). They change only so:
 //   * active goes 0 -> 1 when a live-migration target enters LIVE with the access tracker, and
 //     1 -> 0 when the manifest proved every page arrived (MigFinish). While app code runs it only
-//     goes 1 -> 0, so a check the compiler hoisted or merged stays valid;
+//     goes 1 -> 0, so a check the compiler hoisted or merged stays valid, and a loop the
+//     compiler versioned on the flag may run its unchecked copy to the end once it entered it
+//     with the flag clear (MigGoLive raises it only with no app ECALL in flight);
 //   * a bit of the restored bitmap goes 0 -> 1 after the page's bytes were decrypted, verified
 //     and written (release order), never back while the app runs.
 // The bitmap is the enclave's own: the host cannot set a bit. A host that does not deliver a
