@@ -3,8 +3,10 @@
 // Instruments every memory access of enclave code that may touch the enclave heap with a check
 // of the in-enclave restored-bitmap, so that a live-migration target can run before its heap
 // has arrived: a missing page is fetched (via the runtime's __constmig_at_fetch) before the
-// access happens. See docs/access_tracker.md for the check's shape, the hoisting and merging
-// rules and why they are safe.
+// access happens. Loops with per-iteration checks are versioned on the flag (an unchecked clone
+// runs when no migration is pending), and affine accesses in the checked copy are checked once
+// per loop over their whole range (capped). See docs/access_tracker.md for the check's shape,
+// the versioning, range, hoisting and merging rules and why they are safe.
 //
 // Runtime contract (C linkage, hidden visibility, defined by the enclave runtime):
 //   uint8_t   __constmig_at_active;     only ever 1 -> 0 while app code runs
