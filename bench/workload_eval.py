@@ -58,7 +58,7 @@ MODES = {"stop-and-copy": ["--mode", "stop-and-copy"],
          "fault": ["--mode", "constmig", "--tracker", "fault"],
          "access": ["--mode", "constmig", "--tracker", "access"]}
 LABEL = {"stop-and-copy": "stop-and-copy", "fault": "live+fault", "access": "live+access"}
-PAPER = "77-96%"  # the paper's downtime reduction over its workloads (no per-workload split given)
+PAPER = "77–96%"  # the paper's downtime reduction over its workloads (no per-workload split given)
 SOURCE_FIELDS = ["downtime", "total-time", "setup-time", "pages-time", "transferred", "heap-bytes",
                  "pages-pushed", "postcopy-pages", "postcopy-requests", "throughput-mbps", "population-time"]
 TARGET_FIELDS = ["fault-latency-p50-us", "fault-latency-p99-us", "fetched-on-demand", "faults",
