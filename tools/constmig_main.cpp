@@ -25,6 +25,9 @@
 #include "kvstore/host/kvstore_app.h"
 #include "pagecounter/host/pagecounter_app.h"
 #include "xsbench/host/xsbench_app.h"
+#if CONSTMIG_HAVE_SQLITE  // the SQLite amalgamation was fetched at configure time
+#include "sqlite/host/sqlite_app.h"
+#endif
 #include "platform/host_enclave.h"
 
 using namespace constmig;
@@ -414,6 +417,9 @@ int main(int argc, char** argv) {
   host::app_registry()["hashjoin"] = hashjoin::make_hashjoin_app;
   host::app_registry()["graph"] = graph::make_graph_app;
   host::app_registry()["xsbench"] = xsbench::make_xsbench_app;
+#if CONSTMIG_HAVE_SQLITE
+  host::app_registry()["sqlite"] = sqlitewl::make_sqlite_app;
+#endif
 
   CLI::App cli{
       "constmig: secure live migration of enclave applications (ConstMig).\n"
@@ -431,7 +437,7 @@ int main(int argc, char** argv) {
   auto* run = cli.add_subcommand("run", "start an enclave app and serve until Ctrl-C");
   run->add_option("--app", ra.app,
                   "app to run: kvstore (Redis RESP subset), pagecounter (oracle), or a workload: "
-                  "btree, hashjoin, graph, xsbench")
+                  "btree, hashjoin, graph, xsbench, sqlite (if built: CONSTMIG_SQLITE)")
       ->capture_default_str();
   run->add_option("--image", ra.image,
                   "enclave image (default: <app>_enclave.enclave.so next to constmig)");

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Workload suite under migration: each app (btree, hashjoin, graph, xsbench) runs with its
-built-in load, is migrated between two constmig processes, and must verify itself on the target.
+"""Workload suite under migration: each app (btree, hashjoin, graph, xsbench, sqlite) runs with
+its built-in load, is migrated between two constmig processes, and must verify itself on the
+target.
 
 Usage: workload_migration_test.py --bin BUILD/bin --app APP --mode fault|access|stop-and-copy|corrupt
   fault          live migration (--mode constmig --tracker fault) under load
@@ -81,7 +82,8 @@ def run_case(app, mode):
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--bin", required=True)
-    ap.add_argument("--app", required=True, choices=["btree", "hashjoin", "graph", "xsbench"])
+    ap.add_argument("--app", required=True,
+                    choices=["btree", "hashjoin", "graph", "xsbench", "sqlite"])
     ap.add_argument("--mode", required=True, choices=["fault", "access", "stop-and-copy", "corrupt"])
     a = ap.parse_args()
     mt.BIN = os.path.abspath(a.bin)
