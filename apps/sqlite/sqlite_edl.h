@@ -24,7 +24,7 @@
 namespace sqlitewl {
 inline constexpr uint64_t kBytesPerRow =
     80;  // measured ~76 B of enclave heap per row (pages + index)
-inline constexpr uint64_t kBuildBudget = 20000;   // rows per sq_build (~40 ms)
+inline constexpr uint64_t kBuildBudget = 5000;    // rows per sq_build (~25 ms instrumented)
 inline constexpr uint32_t kOpsPerBatch = 64;      // SQL statements per sq_ops
 inline constexpr uint32_t kWritePermille = 100;   // 10% writes
 inline constexpr uint64_t kVerifyBudget = 50000;  // rows per sq_verify step

@@ -139,7 +139,7 @@ std::string SqliteStore::errmsg(const char* what) const {
                   (db_ ? sqlite3_errmsg(db_) : "no database") + " (code " + std::to_string(code) +
                   ")";
   if ((code & 0xff) == SQLITE_NOMEM || (code & 0xff) == SQLITE_FULL) {
-    m += "; the enclave heap is full: run with a smaller --data or a larger --max-memory";
+    m += ": the enclave heap is full";
   }
   return m;
 }
