@@ -41,10 +41,10 @@ ALL = ("stop-and-copy",) + LIVE
 CASES = {
     # -- harmless: the migration completes
     "no_rules": dict(rules=[], expect="complete"),
-    "delay_pages": dict(rules=["dir=s2t,type=PAGES,nth=2,action=delay:ms=300"], expect="complete"),
+    "delay_pages": dict(rules=["conn=0,dir=s2t,type=PAGES,nth=2,action=delay:ms=300"], expect="complete"),
     "slow_link": dict(rules=["dir=s2t,count=all,action=delay:ms=2"], expect="complete"),
     "delay_verdict": dict(rules=["dir=t2s,type=COMMIT,action=delay:ms=500"], expect="complete"),
-    "reorder_pages": dict(rules=["dir=s2t,type=PAGES,nth=2,action=reorder"], expect="complete"),
+    "reorder_pages": dict(rules=["conn=0,dir=s2t,type=PAGES,nth=2,action=reorder"], expect="complete"),
     "duplicate_stats": dict(rules=["dir=s2t,type=STATS,nth=1,action=duplicate"],
                             expect="complete"),
     "drop_page_request": dict(rules=["dir=t2s,type=PAGE_REQUEST,nth=1,action=drop"],
@@ -54,30 +54,30 @@ CASES = {
     "never_matches": dict(rules=["dir=s2t,type=ERROR,action=cut"], expect="complete",
                           never_applies=True),
     # -- tampering the enclaves catch: the target refuses, the source resumes
-    "drop_pages": dict(rules=["dir=s2t,type=PAGES,nth=1,action=drop"], expect="abort",
+    "drop_pages": dict(rules=["conn=0,dir=s2t,type=PAGES,nth=1,action=drop"], expect="abort",
                        msg="never arrived"),
-    "drop_pages_keep_seq": dict(rules=["dir=s2t,type=PAGES,nth=1,action=drop"], seq="keep",
+    "drop_pages_keep_seq": dict(rules=["conn=0,dir=s2t,type=PAGES,nth=1,action=drop"], seq="keep",
                                 expect="abort", msg="frame(s) missing"),
-    "reorder_pages_keep_seq": dict(rules=["dir=s2t,type=PAGES,nth=1,action=reorder"], seq="keep",
+    "reorder_pages_keep_seq": dict(rules=["conn=0,dir=s2t,type=PAGES,nth=1,action=reorder"], seq="keep",
                                    expect="abort", msg="frame(s) missing"),
     "reorder_state": dict(rules=["dir=s2t,type=SMALL_STATE,action=reorder"], expect="abort",
                           msg="expected SMALL_STATE, got HOST_STATE"),
-    "duplicate_pages": dict(rules=["dir=s2t,type=PAGES,nth=1,action=duplicate"], expect="abort",
+    "duplicate_pages": dict(rules=["conn=0,dir=s2t,type=PAGES,nth=1,action=duplicate"], expect="abort",
                             msg="arrived twice"),
-    "duplicate_pages_keep_seq": dict(rules=["dir=s2t,type=PAGES,nth=1,action=duplicate"],
+    "duplicate_pages_keep_seq": dict(rules=["conn=0,dir=s2t,type=PAGES,nth=1,action=duplicate"],
                                      seq="keep", expect="abort",
                                      msg="duplicated or reordered frame"),
-    "replay_pages": dict(rules=["dir=s2t,type=PAGES,nth=2,action=replay"], expect="abort",
+    "replay_pages": dict(rules=["conn=0,dir=s2t,type=PAGES,nth=2,action=replay"], expect="abort",
                          msg="arrived twice"),
     "replay_earlier_migration": dict(
         rules=["conn=0,dir=s2t,type=PAGES,nth=1,action=replay:file={CAP}:replace"], expect="abort",
         msg="failed authentication", earlier=True),
-    "flip_page": dict(rules=["dir=s2t,type=PAGES,nth=3,action=flip:byte=-1"], expect="abort",
+    "flip_page": dict(rules=["conn=0,dir=s2t,type=PAGES,nth=3,action=flip:byte=-1"], expect="abort",
                       msg="failed authentication"),
-    "flip_page_header": dict(rules=["dir=s2t,type=PAGES,nth=2,action=flip:hdr=8"],
+    "flip_page_header": dict(rules=["conn=0,dir=s2t,type=PAGES,nth=2,action=flip:hdr=8"],
                              expect="abort", msg="CRC32C mismatch"),
     "flip_header_type_fixcrc": dict(
-        rules=["dir=s2t,type=PAGES,nth=2,action=flip:hdr=5:mask=0x02:fixcrc"], expect="abort",
+        rules=["conn=0,dir=s2t,type=PAGES,nth=2,action=flip:hdr=5:mask=0x02:fixcrc"], expect="abort",
         msg="MANIFEST frame payload length"),
     "flip_small_state": dict(rules=["dir=s2t,type=SMALL_STATE,action=flip:byte=-1"],
                              expect="abort", msg="failed authentication"),
@@ -85,7 +85,7 @@ CASES = {
                           msg="MANIFEST record failed authentication"),
     "flip_urgent": dict(rules=["dir=s2t,flags=urgent,action=flip:byte=-1"], expect="abort",
                         msg="failed authentication", modes=LIVE),
-    "truncate_pages": dict(rules=["dir=s2t,type=PAGES,nth=2,action=truncate"], expect="abort",
+    "truncate_pages": dict(rules=["conn=0,dir=s2t,type=PAGES,nth=2,action=truncate"], expect="abort",
                            msg="truncated"),
     # -- availability: the link dies or a verdict is lost
     "cut_at_hello": dict(rules=["dir=s2t,type=HELLO,action=cut"], expect="not-frozen"),
@@ -93,13 +93,25 @@ CASES = {
     "cut_heap_50": dict(rules=["action=cut:pct=50"], expect="frozen"),
     "cut_heap_90": dict(rules=["action=cut:pct=90"], expect="frozen"),
     "cut_at_manifest": dict(rules=["dir=s2t,type=MANIFEST,action=cut"], expect="frozen"),
-    "drop_abort": dict(rules=["dir=s2t,type=PAGES,nth=1,action=flip:byte=-1",
+    "drop_abort": dict(rules=["conn=0,dir=s2t,type=PAGES,nth=1,action=flip:byte=-1",
                               "dir=t2s,type=ABORT,action=drop"], expect="frozen"),
-    "flip_abort": dict(rules=["dir=s2t,type=PAGES,nth=1,action=flip:byte=-1",
+    "flip_abort": dict(rules=["conn=0,dir=s2t,type=PAGES,nth=1,action=flip:byte=-1",
                               "dir=t2s,type=ABORT,action=flip:byte=-1"], expect="frozen"),
     "drop_commit": dict(rules=["dir=t2s,type=COMMIT,action=drop"], expect="commit-lost"),
     "flip_commit": dict(rules=["dir=t2s,type=COMMIT,action=flip:byte=-1"], expect="commit-lost"),
     # -- live mode's urgent connection (index 1)
+    "drop_urgent": dict(rules=["conn=1,dir=s2t,flags=urgent,nth=1,action=drop"], expect="abort",
+                        msg="never arrived", modes=LIVE, needs_conn1=True),
+    "truncate_urgent": dict(rules=["conn=1,dir=s2t,flags=urgent,nth=1,action=truncate"],
+                            expect="abort", modes=LIVE, needs_conn1=True),
+    "cut_urgent_conn": dict(rules=["conn=1,dir=s2t,flags=urgent,nth=1,action=cut:scope=conn"],
+                            expect="abort", modes=LIVE, needs_conn1=True),
+    # (these two wait for the I/O timeout, 60 s: fault mode only)
+    "drop_urgent_hello": dict(rules=["conn=1,dir=s2t,type=STATS,nth=1,action=drop"],
+                              expect="abort", modes=("fault",), needs_conn1=True),
+    "drop_urgent_end": dict(rules=["conn=1,dir=s2t,type=STATS,nth=2,action=drop"],
+                            expect="abort", msg="did not end after the manifest",
+                            modes=("fault",), needs_conn1=True),
     "urgent_conn_flip": dict(rules=["conn=1,dir=s2t,type=PAGES,action=flip:byte=-1"],
                              expect="abort", msg="failed authentication", modes=LIVE,
                              needs_conn1=True),
@@ -198,9 +210,11 @@ def run_case(name):
     mt.wait_for(lambda: mt.pagecounter_ok(sc)[0], 30, "source oracle check")
     tgt, tc = mt.start_target("pagecounter", ["--max-memory", "128M"], tport)
     proxy, pport = start_proxy(tport, rules, case.get("seq", "fix"))
+    t0 = time.time()
     rc, stats, err = mt.migrate(sc, pport)
     stats = stats or {}
-    print(f"  info: migrate rc={rc} status={stats.get('status')} error={stats.get('error', '')[:160]!r}")
+    print(f"  info: migrate rc={rc} after {time.time() - t0:.1f} s, status={stats.get('status')} "
+          f"error={stats.get('error', '')[:160]!r}")
     opened = proxy_events(proxy, "conn-open")
     if case.get("needs_conn1") and not any(e.get("conn") == 1 for e in opened):
         print("SKIP: this build's live mode opened no second (urgent) connection")
@@ -265,6 +279,28 @@ def run_case(name):
         raise Fail(f"unknown expectation {expect}")
 
 
+def case_frozen_source_stops_on_sigint():
+    """KNOWN ISSUE (docs/proxy.md, "Findings"): a stop-and-copy source left FROZEN (its COMMIT was
+    lost) does not end on Ctrl-C: its app's threads wait at the held ECALL gate and the app's stop
+    joins them. Registered DISABLED; run it by name to reproduce."""
+    mt.setup_hosts()
+    tport = mt.free_port()
+    src, sc = mt.start_source("pagecounter", ["--pages", "16", "--max-memory", "128M",
+                                              "--io-threads", "2"])
+    mt.wait_for(lambda: mt.pagecounter_ok(sc)[0], 30, "source oracle check")
+    mt.start_target("pagecounter", ["--max-memory", "128M"], tport)
+    proxy, pport = start_proxy(tport, ["dir=t2s,type=COMMIT,action=drop"])
+    rc, stats, err = mt.migrate(sc, pport)
+    check(rc != 0 and (stats or {}).get("source-frozen") is True, "source left FROZEN")
+    src.send_signal(mt.signal.SIGINT)
+    try:
+        src.wait(timeout=10)
+        ended = True
+    except subprocess.TimeoutExpired:
+        ended = False
+    check(ended, "a FROZEN source ends within 10 s of SIGINT")
+
+
 def case_invalid_rules():
     """Unknown or malformed rules: a clear message and exit status 2, no listening."""
     bad = {
@@ -287,7 +323,7 @@ def case_invalid_rules():
         check(r.returncode == 2 and want in r.stderr,
               f"rule '{rule}' refused with exit 2 naming '{want}' (got {r.returncode}: "
               f"{r.stderr.strip()[:120]})")
-    r = subprocess.run([exe, "--dry-run", "--rule", "dir=s2t,type=PAGES,nth=3,action=flip:byte=100"],
+    r = subprocess.run([exe, "--dry-run", "--rule", "conn=0,dir=s2t,type=PAGES,nth=3,action=flip:byte=100"],
                        capture_output=True, text=True, timeout=10)
     check(r.returncode == 0 and "XOR 0x01 into payload byte 100" in r.stdout,
           "--dry-run explains a valid rule")
@@ -301,11 +337,13 @@ def main():
     ap.add_argument("--bin", required=True)
     ap.add_argument("--mode", choices=sorted(mt.MODE_ARGS), default="fault")
     ap.add_argument("--list", action="store_true",
-                    help="print MODE CASE for every case and each mode it applies to, and exit")
+                    help="print 'MODE CASE [disabled]' for every case and each mode it applies "
+                         "to, and exit")
     ap.add_argument("case", nargs="?")
     a = ap.parse_args()
     if a.list:
         print("any invalid_rules")
+        print("stop-and-copy frozen_source_stops_on_sigint disabled")  # a known issue
         for name, case in CASES.items():
             for mode in case.get("modes", ALL):
                 print(mode, name)
@@ -314,6 +352,8 @@ def main():
     mt.BIN = os.path.abspath(a.bin)
     if a.case == "invalid_rules":
         fn = case_invalid_rules
+    elif a.case == "frozen_source_stops_on_sigint":
+        fn = case_frozen_source_stops_on_sigint
     elif a.case in CASES:
         fn = lambda: run_case(a.case)  # noqa: E731
     else:
