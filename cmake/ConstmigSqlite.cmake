@@ -47,6 +47,8 @@ function(_constmig_sqlite_fetch)
     file(READ "${stamp}" have)
     string(STRIP "${have}" have)
     if(have STREQUAL CONSTMIG_SQLITE_SHA256)
+      message(STATUS "SQLite workload: SQLite ${CONSTMIG_SQLITE_VERSION} from better-sqlite3 "
+                     "${CONSTMIG_SQLITE_NPM_VERSION} (SHA-256 verified when extracted) in ${out}")
       set(CONSTMIG_SQLITE_AVAILABLE TRUE PARENT_SCOPE)
       set(CONSTMIG_SQLITE_DIR "${out}" PARENT_SCOPE)
       return()
