@@ -162,8 +162,9 @@ bool SqliteStore::prepare(const char* sql, sqlite3_stmt** st, std::string* err) 
 
 bool SqliteStore::init(uint64_t seed, uint64_t nrows, std::string* err) {
   std::lock_guard lk(mu_);
-  if (planned_) {
-    *err = "sqlite already initialised";
+  if (planned_ || db_ != nullptr) {
+    *err = planned_ ? "sqlite already initialised"
+                    : "an earlier sq_init failed half-way: start a new enclave";
     return false;
   }
   if (sqlite3_initialize() != SQLITE_OK) {
