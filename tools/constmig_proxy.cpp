@@ -19,6 +19,7 @@
 // page connection of live mode). Rules select by that index with conn=N.
 //
 // This is host code: it includes no src/trusted header and knows no key. It never decrypts.
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -1272,6 +1273,26 @@ int main(int argc, char** argv) {
   if (!lfd.ok()) {
     std::fprintf(stderr, "constmig-proxy: %s\n", lfd.error().message.c_str());
     return 1;
+  }
+  {
+    // The address actually bound (--listen HOST:0 picks a free port).
+    sockaddr_storage ss{};
+    socklen_t sl = sizeof ss;
+    char host[INET6_ADDRSTRLEN] = "?";
+    if (::getsockname(*lfd, reinterpret_cast<sockaddr*>(&ss), &sl) == 0) {
+      uint16_t port = 0;
+      if (ss.ss_family == AF_INET) {
+        auto* a4 = reinterpret_cast<sockaddr_in*>(&ss);
+        ::inet_ntop(AF_INET, &a4->sin_addr, host, sizeof host);
+        port = ntohs(a4->sin_port);
+        listen = std::string(host) + ":" + std::to_string(port);
+      } else if (ss.ss_family == AF_INET6) {
+        auto* a6 = reinterpret_cast<sockaddr_in6*>(&ss);
+        ::inet_ntop(AF_INET6, &a6->sin6_addr, host, sizeof host);
+        port = ntohs(a6->sin6_port);
+        listen = "[" + std::string(host) + "]:" + std::to_string(port);
+      }
+    }
   }
   signal(SIGPIPE, SIG_IGN);
   signal(SIGINT, on_signal);
