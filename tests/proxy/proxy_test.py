@@ -99,6 +99,11 @@ CASES = {
                               "dir=t2s,type=ABORT,action=flip:byte=-1"], expect="frozen"),
     "drop_commit": dict(rules=["dir=t2s,type=COMMIT,action=drop"], expect="commit-lost"),
     "flip_commit": dict(rules=["dir=t2s,type=COMMIT,action=flip:byte=-1"], expect="commit-lost"),
+    # -- kvstore: the store itself is compared (keys, digest) instead of the oracle
+    "kvstore_slow_link": dict(rules=["dir=s2t,count=all,action=delay:ms=1"], expect="complete",
+                              app="kvstore"),
+    "kvstore_flip_page": dict(rules=["conn=0,dir=s2t,type=PAGES,nth=2,action=flip:byte=-1"],
+                              expect="abort", msg="failed authentication", app="kvstore"),
     # -- live mode's urgent connection (index 1)
     "drop_urgent": dict(rules=["conn=1,dir=s2t,flags=urgent,nth=1,action=drop"], expect="abort",
                         msg="never arrived", modes=LIVE, needs_conn1=True),
@@ -199,6 +204,8 @@ def run_case(name):
     if mt.MODE not in modes:
         print(f"SKIP: {name} applies to modes {', '.join(modes)}")
         raise SystemExit(77)
+    if case.get("app") == "kvstore":
+        return run_kvstore_case(name, case)
     mt.setup_hosts()
     tport = mt.free_port()
     rules = list(case["rules"])
@@ -277,6 +284,41 @@ def run_case(name):
         check("migration received" not in mt.log_of(tgt), "target never received a state")
     else:
         raise Fail(f"unknown expectation {expect}")
+
+
+def run_kvstore_case(name, case):
+    """kvstore through the proxy: the target's store must equal the source's (complete), or the
+    source keeps serving its unchanged store (abort)."""
+    mt.setup_hosts()
+    tport, sport, kport = mt.free_port(), mt.free_port(), mt.free_port()
+    src, sc = mt.start_source("kvstore", ["--port", str(sport), "--max-memory", "128M"])
+    check(mt.kv_cmd(sport, "DEBUG", "POPULATE", "20000", "bulk", "500") == "+OK\r\n", "20000 keys")
+    check(mt.kv_cmd(sport, "SET", "canary", "tweet") == "+OK\r\n", "canary stored")
+    before = mt.status(sc)["app_stats"]
+    tgt, tc = mt.start_target("kvstore", ["--port", str(kport), "--max-memory", "128M"], tport)
+    proxy, pport = start_proxy(tport, case["rules"], case.get("seq", "fix"))
+    rc, stats, err = mt.migrate(sc, pport)
+    stats = stats or {}
+    print(f"  info: migrate rc={rc} status={stats.get('status')} error={stats.get('error', '')[:160]!r}")
+    for i in range(1, len(case["rules"]) + 1):
+        check(len(applied(proxy, i)) >= 1, f"rule {i} applied")
+    if case["expect"] == "complete":
+        check(rc == 0 and stats.get("status") == "completed", f"migration completed {err[-300:]}")
+        after = mt.status(tc)["app_stats"]
+        check(after["keys"] == before["keys"] and after["digest"] == before["digest"],
+              f"target store equals the source's: {after['keys']} keys, digest {after['digest']:#x}")
+        check(mt.kv_cmd(kport, "GET", "canary") == "$5\r\ntweet\r\n", "target serves the canary")
+    elif case["expect"] == "abort":
+        check(rc != 0, "migration did not complete")
+        target_refused(tgt, case.get("msg"))
+        check(stats.get("status") == "aborted", "source got the abort token and resumed")
+        after = mt.status(sc)["app_stats"]
+        check(after["keys"] == before["keys"] and after["digest"] == before["digest"],
+              f"source store unchanged: {after['keys']} keys, digest {after['digest']:#x}")
+        check(mt.kv_cmd(sport, "GET", "canary") == "$5\r\ntweet\r\n", "source serves again")
+        check(mt.kv_cmd(sport, "SET", "after", "1") == "+OK\r\n", "source accepts writes again")
+    else:
+        raise Fail(f"no kvstore check for {case['expect']}")
 
 
 def case_frozen_source_stops_on_sigint():
