@@ -6,14 +6,18 @@
 #   -DCONSTMIG_SQLITE=OFF             no download, no sqlite app
 #   -DCONSTMIG_SQLITE_TARBALL=<file>  use this better-sqlite3-<version>.tgz instead of downloading
 #                                     (offline boxes: `npm pack better-sqlite3@<version>` elsewhere)
+#   -DCONSTMIG_SQLITE_MIRROR=<url>    download the tarball from there instead of the npm registry
 # A tarball whose SHA-256 is not the pinned one fails configure in every mode but OFF.
 #
-# Sets CONSTMIG_SQLITE_AVAILABLE (TRUE/FALSE) and CONSTMIG_SQLITE_DIR (holds sqlite3.c, sqlite3.h).
+# Sets CONSTMIG_SQLITE_AVAILABLE (TRUE/FALSE) and CONSTMIG_SQLITE_DIR (holds sqlite3.c, sqlite3.h),
+# and the global property CONSTMIG_SQLITE_TGZ (the verified tarball, for tests/workloads).
 set(CONSTMIG_SQLITE "AUTO" CACHE STRING
     "SQLite workload (downloads the amalgamation from the npm registry): ON, OFF or AUTO")
 set_property(CACHE CONSTMIG_SQLITE PROPERTY STRINGS ON OFF AUTO)
 set(CONSTMIG_SQLITE_TARBALL "" CACHE FILEPATH
     "A local better-sqlite3 tarball to use instead of downloading it (checked against the pin)")
+set(CONSTMIG_SQLITE_MIRROR "" CACHE STRING
+    "URL of the better-sqlite3 tarball instead of the npm registry (checked against the pin)")
 
 # The pin: better-sqlite3 12.5.0 ships the SQLite 3.51.1 amalgamation in deps/sqlite3/.
 set(CONSTMIG_SQLITE_NPM_VERSION "12.5.0")
@@ -21,6 +25,9 @@ set(CONSTMIG_SQLITE_VERSION "3.51.1")
 set(CONSTMIG_SQLITE_SHA256 "0a3cd0554b063c3185b9912ef7059b84455a2e411d637faa0166fef9fefa04c2")
 set(CONSTMIG_SQLITE_URL
     "https://registry.npmjs.org/better-sqlite3/-/better-sqlite3-${CONSTMIG_SQLITE_NPM_VERSION}.tgz")
+if(CONSTMIG_SQLITE_MIRROR)
+  set(CONSTMIG_SQLITE_URL "${CONSTMIG_SQLITE_MIRROR}")
+endif()
 
 set(CONSTMIG_SQLITE_AVAILABLE FALSE)
 set(CONSTMIG_SQLITE_DIR "")
@@ -51,6 +58,12 @@ function(_constmig_sqlite_fetch)
                      "${CONSTMIG_SQLITE_NPM_VERSION} (SHA-256 verified when extracted) in ${out}")
       set(CONSTMIG_SQLITE_AVAILABLE TRUE PARENT_SCOPE)
       set(CONSTMIG_SQLITE_DIR "${out}" PARENT_SCOPE)
+      foreach(t "${CONSTMIG_SQLITE_TARBALL}" "${work}/${name}")
+        if(t AND EXISTS "${t}")
+          set_property(GLOBAL PROPERTY CONSTMIG_SQLITE_TGZ "${t}")
+          break()
+        endif()
+      endforeach()
       return()
     endif()
   endif()
@@ -148,6 +161,7 @@ function(_constmig_sqlite_fetch)
                  "better-sqlite3 ${CONSTMIG_SQLITE_NPM_VERSION} (SHA-256 verified) in ${out}")
   set(CONSTMIG_SQLITE_AVAILABLE TRUE PARENT_SCOPE)
   set(CONSTMIG_SQLITE_DIR "${out}" PARENT_SCOPE)
+  set_property(GLOBAL PROPERTY CONSTMIG_SQLITE_TGZ "${tgz}")
 endfunction()
 
 _constmig_sqlite_fetch()

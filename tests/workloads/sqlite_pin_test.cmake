@@ -1,0 +1,65 @@
+# The SQLite amalgamation's pin (cmake/ConstmigSqlite.cmake), offline: configures the one-module
+# project in sqlite_pin/ with the verified tarball, a tarball of other content and a source that
+# cannot be read, through the mirror URL (file://) and CONSTMIG_SQLITE_TARBALL, in every mode.
+#   cmake -DGOOD=<better-sqlite3-X.tgz> -DWORK=<scratch dir> -P sqlite_pin_test.cmake
+if(NOT EXISTS "${GOOD}" OR NOT WORK)
+  message(FATAL_ERROR "usage: cmake -DGOOD=<verified tarball> -DWORK=<dir> -P ${CMAKE_SCRIPT_MODE_FILE}")
+endif()
+set(project "${CMAKE_CURRENT_LIST_DIR}/sqlite_pin")
+file(REMOVE_RECURSE "${WORK}")
+file(MAKE_DIRECTORY "${WORK}")
+set(bad "${WORK}/better-sqlite3-bad.tgz")
+file(WRITE "${bad}" "not the pinned tarball\n")
+set(failures 0)
+
+# case(<name> <expect rc 0|1> <text the output must contain> <cache args>...)
+function(case name expect_fail want)
+  set(dir "${WORK}/${name}")
+  execute_process(COMMAND ${CMAKE_COMMAND} -S "${project}" -B "${dir}" ${ARGN}
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
+  string(REGEX REPLACE "[ \n]+" " " flat "${out}")  # cmake wraps long messages
+  set(ok TRUE)
+  if(expect_fail AND rc EQUAL 0)
+    set(ok FALSE)
+    set(why "configure succeeded, expected it to fail")
+  elseif(NOT expect_fail AND NOT rc EQUAL 0)
+    set(ok FALSE)
+    set(why "configure failed (rc ${rc})")
+  endif()
+  string(FIND "${flat}" "${want}" at)
+  if(ok AND at EQUAL -1)
+    set(ok FALSE)
+    set(why "output lacks '${want}'")
+  endif()
+  if(ok AND want STREQUAL "available=TRUE")
+    file(GLOB c "${dir}/_deps/sqlite/sqlite-*/sqlite3.c")
+    if(NOT c)
+      set(ok FALSE)
+      set(why "no sqlite3.c extracted")
+    endif()
+  endif()
+  if(ok)
+    message(STATUS "ok: ${name}")
+  else()
+    message(STATUS "FAIL: ${name}: ${why}\n${out}")
+    math(EXPR n "${failures} + 1")
+    set(failures ${n} PARENT_SCOPE)
+  endif()
+endfunction()
+
+case(mirror_good 0 "available=TRUE" -DCONSTMIG_SQLITE=ON "-DCONSTMIG_SQLITE_MIRROR=file://${GOOD}")
+case(tarball_good 0 "available=TRUE" -DCONSTMIG_SQLITE=AUTO "-DCONSTMIG_SQLITE_TARBALL=${GOOD}")
+case(mirror_bad_auto 1 "does NOT have the pinned SHA-256" -DCONSTMIG_SQLITE=AUTO
+     "-DCONSTMIG_SQLITE_MIRROR=file://${bad}")
+case(tarball_bad 1 "not the pinned" "-DCONSTMIG_SQLITE_TARBALL=${bad}")
+case(offline_auto 0 "SQLite workload SKIPPED" -DCONSTMIG_SQLITE=AUTO
+     "-DCONSTMIG_SQLITE_MIRROR=file://${WORK}/missing.tgz")
+case(offline_auto_result 0 "available=FALSE" -DCONSTMIG_SQLITE=AUTO
+     "-DCONSTMIG_SQLITE_MIRROR=file://${WORK}/missing.tgz")
+case(offline_on 1 "CONSTMIG_SQLITE=ON requires it" -DCONSTMIG_SQLITE=ON
+     "-DCONSTMIG_SQLITE_MIRROR=file://${WORK}/missing.tgz")
+case(off 0 "available=FALSE" -DCONSTMIG_SQLITE=OFF "-DCONSTMIG_SQLITE_MIRROR=file://${bad}")
+file(REMOVE_RECURSE "${WORK}")
+if(failures GREATER 0)
+  message(FATAL_ERROR "${failures} case(s) of the SQLite pin failed")
+endif()
