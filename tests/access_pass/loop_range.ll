@@ -138,15 +138,20 @@ exit:
 ; CHECK-NEXT:    %cm.at.undercap = xor i1 %cm.at.overcap, true
 ; CHECK-NEXT:    %[[A:.+]] = load i8, i8* @__constmig_at_active, align 1
 ; CHECK-NEXT:    %[[ON:.+]] = icmp ne i8 %[[A]], 0
-; CHECK-NEXT:    %cm.at.guarded = and i1 %[[ON]], %cm.at.undercap
-; CHECK-NEXT:    br i1 %cm.at.guarded, label %cm.at.check, label %cm.at.cont
+; CHECK-NEXT:    br i1 %[[ON]], label %cm.at.check, label %cm.at.cont
+; The guard is a second branch in the cold block:
+; CHECK:       cm.at.check:
+; CHECK-NEXT:    br i1 %cm.at.undercap, label %cm.at.guarded, label %{{.+}}
+; CHECK:       cm.at.guarded:
 ; CHECK:       cm.at.fetch:
 ; CHECK-NEXT:    call void @__constmig_at_fetch(i8* %[[P]], i64 %cm.at.len)
 ; CHECK:       loop:
 ; CHECK:         %p = getelementptr inbounds i64, i64* %a, i64 %i
 ; CHECK-NEXT:    %[[A2:.+]] = load i8, i8* @__constmig_at_active, align 1
 ; CHECK-NEXT:    %[[ON2:.+]] = icmp ne i8 %[[A2]], 0
-; CHECK-NEXT:    %cm.at.guarded{{[0-9]+}} = and i1 %[[ON2]], %cm.at.overcap
+; CHECK-NEXT:    br i1 %[[ON2]], label %[[CHK:cm.at.check[0-9]+]], label %cm.at.cont
+; CHECK:       [[CHK]]:
+; CHECK-NEXT:    br i1 %cm.at.overcap, label %cm.at.guarded{{[0-9]+}}, label %{{.+}}
 ; CHECK:         call void @__constmig_at_fetch(i8* %{{.+}}, i64 8)
 ; CHECK:         %v = load i64, i64* %p, align 8
 ; CHECK-NOT:     @__constmig_at

@@ -54,7 +54,7 @@ define i64 @indirect(i64* %a, i32* %b, i64 %n) {
 ; CHECK:         %cm.at.overcap = icmp ugt i64 %{{.+}}, 1048575
 ; CHECK:         call void @__constmig_at_fetch(i8* %{{.+}}, i64 %cm.at.len)
 ; CHECK:       loop:
-; CHECK:         %cm.at.guarded{{[0-9]*}} = and i1 %{{.+}}, %cm.at.overcap
+; CHECK:         br i1 %cm.at.overcap, label %cm.at.guarded{{[0-9]*}}, label
 ; CHECK:         %k = load i32, i32* %pb, align 4
 ; a[b[i]] is not affine: an unconditional per-access check (flag only) right before the load.
 ; CHECK:         %pa = getelementptr inbounds i64, i64* %a, i64 %k64

@@ -481,12 +481,17 @@ void AccessTracker::emit(const Check& C) {
   // A plain load (the contract allows it: the flag only falls): the backend folds it into
   // `cmpb $0, __constmig_at_active(%rip)`. Ordering after commit: no IR pass runs after this
   // one, and x86 never reorders a load with a later load.
-  Value* Cond = B.CreateICmpNE(Act, ConstantInt::get(I8, 0));
-  if (C.Guard) Cond = B.CreateAnd(Cond, C.Guard, "cm.at.guarded");
   Instruction* ActiveT =
-      SplitBlockAndInsertIfThen(Cond, C.InsertPt, /*Unreachable=*/false, Unlikely);
+      SplitBlockAndInsertIfThen(B.CreateICmpNE(Act, ConstantInt::get(I8, 0)), C.InsertPt,
+                                /*Unreachable=*/false, Unlikely);
   ActiveT->getParent()->setName("cm.at.check");
   C.InsertPt->getParent()->setName("cm.at.cont");
+  if (C.Guard) {
+    // A second branch inside the cold block (not an `and` of both): the backend then sees the
+    // rest as rarely run as an unguarded check's, and keeps the loop's registers out of it.
+    ActiveT = SplitBlockAndInsertIfThen(C.Guard, ActiveT, /*Unreachable=*/false);
+    ActiveT->getParent()->setName("cm.at.guarded");
+  }
   B.SetInsertPoint(ActiveT);
 
   if (C.PerLane) {
