@@ -728,7 +728,9 @@ bool AccessTracker::versionLoop(Function& F, Loop& L, DominatorTree& DT, LoopInf
   LoadInst* Act =
       B.CreateAlignedLoad(I8, ConstantExpr::getPointerCast(Active, Type::getInt8PtrTy(Ctx)),
                           MaybeAlign(1), "cm.at.active");
-  B.CreateCondBr(B.CreateICmpNE(Act, ConstantInt::get(I8, 0)), CheckedPH, PlainPH, Unlikely);
+  // No branch weights: "unlikely" would make the backend treat the checked copy as cold code
+  // (spills inside its loop), and that copy is what runs during a migration.
+  B.CreateCondBr(B.CreateICmpNE(Act, ConstantInt::get(I8, 0)), CheckedPH, PlainPH);
   OldTerm->eraseFromParent();
   for (BasicBlock* BB : Blocks) Unchecked.insert(BB);
   DT.recalculate(F);
