@@ -15,6 +15,9 @@ checks the outcome documented for that rule in docs/proxy.md:
   commit-lost  the target committed and serves; the source never saw a valid COMMIT and stays
                FROZEN (an operator must NOT force-resume it)
   not-frozen   the link failed before the stop phase: the source never froze and keeps running
+  recovered    (live mode, in builds whose migrate has --resume-timeout) the link was cut, the
+               source reconnected through the proxy, the migration committed on fresh keys and
+               the target's oracle passes
 
 Every case also checks in the proxy's JSON log that its rules really applied (except the one
 whose point is that its rule never matches). Exit 0 pass, 1 fail, 77 skip.
@@ -89,10 +92,13 @@ CASES = {
                            msg="truncated"),
     # -- availability: the link dies or a verdict is lost
     "cut_at_hello": dict(rules=["dir=s2t,type=HELLO,action=cut"], expect="not-frozen"),
-    "cut_heap_10": dict(rules=["action=cut:pct=10"], expect="frozen"),
-    "cut_heap_50": dict(rules=["action=cut:pct=50"], expect="frozen"),
-    "cut_heap_90": dict(rules=["action=cut:pct=90"], expect="frozen"),
-    "cut_at_manifest": dict(rules=["dir=s2t,type=MANIFEST,action=cut"], expect="frozen"),
+    # (live mode with recovery: the source reconnects through the proxy and the migration
+    # completes on fresh keys: "recovered")
+    "cut_heap_10": dict(rules=["action=cut:pct=10"], expect="frozen", live_recovery="recovered"),
+    "cut_heap_50": dict(rules=["action=cut:pct=50"], expect="frozen", live_recovery="recovered"),
+    "cut_heap_90": dict(rules=["action=cut:pct=90"], expect="frozen", live_recovery="recovered"),
+    "cut_at_manifest": dict(rules=["dir=s2t,type=MANIFEST,action=cut"], expect="frozen",
+                            live_recovery="recovered"),
     "drop_abort": dict(rules=["conn=0,dir=s2t,type=PAGES,nth=1,action=flip:byte=-1",
                               "dir=t2s,type=ABORT,action=drop"], expect="frozen"),
     "flip_abort": dict(rules=["conn=0,dir=s2t,type=PAGES,nth=1,action=flip:byte=-1",
@@ -110,7 +116,8 @@ CASES = {
     "truncate_urgent": dict(rules=["conn=1,dir=s2t,flags=urgent,nth=1,action=truncate"],
                             expect="abort", modes=LIVE, needs_conn1=True),
     "cut_urgent_conn": dict(rules=["conn=1,dir=s2t,flags=urgent,nth=1,action=cut:scope=conn"],
-                            expect="abort", modes=LIVE, needs_conn1=True),
+                            expect="abort", modes=LIVE, needs_conn1=True,
+                            live_recovery="recovered"),
     # (these two wait for the I/O timeout, 60 s: fault mode only)
     "drop_urgent_hello": dict(rules=["conn=1,dir=s2t,type=STATS,nth=1,action=drop"],
                               expect="abort", modes=("fault",), needs_conn1=True),
@@ -171,6 +178,20 @@ def record_earlier_migration():
     rc, _, err = mt.migrate(c0, p1, "--capture", cap)
     check(rc == 0, f"earlier migration recorded in {cap} {err[-200:]}")
     return cap
+
+
+_RECOVERY = None
+
+
+def has_recovery():
+    """Whether this build's live mode reconnects after a lost link (migrate --resume-timeout):
+    decided from the tool's options before any migration, not from an outcome."""
+    global _RECOVERY
+    if _RECOVERY is None:
+        r = subprocess.run([os.path.join(mt.BIN, "constmig"), "migrate", "--help"],
+                           capture_output=True, text=True)
+        _RECOVERY = "--resume-timeout" in r.stdout
+    return _RECOVERY
 
 
 def checks(c):
@@ -234,7 +255,25 @@ def run_case(name):
             check(n >= 1, f"rule {i} ({rules[i - 1]}) applied {n} time(s)")
 
     expect = case["expect"]
-    if expect == "complete":
+    if mt.live() and has_recovery() and case.get("live_recovery"):
+        expect = case["live_recovery"]
+    print(f"  info: expected outcome: {expect}")
+    if expect == "recovered":
+        check(rc == 0 and stats.get("status") == "completed",
+              f"migration completed after the link was cut (rc={rc}) {err[-300:]}")
+        check(stats.get("recoveries", 0) >= 1,
+              f"the source reconnected ({stats.get('recoveries')} recoveries)")
+        check(stats.get("target", {}).get("recoveries", 0) >= 1,
+              f"the target took the new connection ({stats.get('target', {}).get('recoveries')})")
+        n_open = len(proxy_events(proxy, "conn-open"))
+        check(n_open > 2, f"the recovery went through the proxy ({n_open} connections)")
+        mt.wait_for(lambda: src.poll() is not None, 30, "source to exit after commit")
+        before = checks(tc)
+        mt.wait_for(lambda: mt.pagecounter_ok(tc, before + 2)[0], 30,
+                    "two more oracle checks on the target")
+        check(mt.status(tc)["app_stats"]["last_error"] == "",
+              "oracle passes on the target: no page lost or stale")
+    elif expect == "complete":
         check(rc == 0 and stats.get("status") == "completed",
               f"migration completed through the proxy (rc={rc}) {err[-300:]}")
         mt.wait_for(lambda: src.poll() is not None, 20, "source to exit after commit")
