@@ -281,10 +281,27 @@ class Soak:
         p.ctl = ctl
         return p
 
-    def migrate(self, src, dst_host, mode):
+    def start_proxy(self, src_host, dst_host):
+        """--proxy-rule: a constmig-proxy on the source's host, forwarding to the target."""
+        saddr = self.hosts[src_host][0]
+        daddr, _, migport, _ = self.hosts[dst_host]
+        port = 7100 if self.netns else free_port()
+        args = [os.path.join(self.bin, "constmig-proxy"), "--listen", f"{saddr}:{port}", "--to",
+                f"{daddr}:{migport}"]
+        for r in self.a.proxy_rule:
+            args += ["--rule", r]
+        p = self.spawn(src_host, args, f"{self.seq:04d}-{src_host}-proxy.log")
+        p.ctl = None
+        self.wait_for(lambda: "listening on" in read(p.logname) or p.poll() is not None, 30,
+                      "constmig-proxy")
+        if p.poll() is not None:
+            raise SoakError(f"constmig-proxy exited with {p.returncode}", [p])
+        return p, f"{saddr}:{port}"
+
+    def migrate(self, src, dst_host, mode, to=None):
         addr, _, migport, _ = self.hosts[dst_host]
         cmd = [os.path.join(self.bin, "constmig"), "migrate", "--control", src.ctl, "--to",
-               f"{addr}:{migport}"] + MODE_ARGS[mode]
+               to or f"{addr}:{migport}"] + MODE_ARGS[mode]
         t0 = time.time()
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=self.a.migrate_timeout)
         wall = (time.time() - t0) * 1000
@@ -334,11 +351,23 @@ class Soak:
             mode = modes[i % len(modes)]
             dst_host = "b" if cur_host == "a" else "a"
             dst = self.start_service(dst_host, receive=True)
-            r, stats, wall = self.migrate(cur, dst_host, mode)
+            proxy, via = (None, None)
+            if a.proxy_rule:
+                proxy, via = self.start_proxy(cur_host, dst_host)
+            r, stats, wall = self.migrate(cur, dst_host, mode, via)
             rec = {"n": i + 1, "from": cur_host, "to": dst_host, "mode": mode,
                    "status": stats.get("status", "?"), "rc": r.returncode,
                    "wall_ms": round(wall, 1), "total_ms": stats.get("total-time"),
-                   "downtime_ms": stats.get("downtime")}
+                   "downtime_ms": stats.get("downtime"), "recoveries": stats.get("recoveries")}
+            if proxy is not None:
+                proxy.send_signal(signal.SIGINT)
+                try:
+                    proxy.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proxy.kill()
+                rec["proxy_rules_applied"] = sum(
+                    1 for line in read(proxy.logname).splitlines()
+                    if line.startswith("constmig-proxy: rule ") and ") on conn " in line)
             migrations.append(rec)
             if r.returncode != 0 or stats.get("status") != "completed":
                 raise SoakError(f"migration {i + 1} ({cur_host} -> {dst_host}, {mode}) did not "
@@ -354,7 +383,9 @@ class Soak:
                 rt = migrations[-2:]
                 self.log(f"round trip {(i + 1) // 2}/{a.round_trips}: " + ", ".join(
                     f"{m['from']}->{m['to']} {m['mode']} {m['wall_ms']:.0f} ms "
-                    f"(downtime {m['downtime_ms'] or 0:.1f} ms)" for m in rt) +
+                    f"(downtime {m['downtime_ms'] or 0:.1f} ms" +
+                    (f", {m['recoveries']} recoveries" if m.get("recoveries") else "") + ")"
+                    for m in rt) +
                     f"  [{time.time() - t_start:.0f} s]")
         # Stop the writers and check every acknowledged write on the final host.
         with open(stop + ".tmp", "w") as f:
@@ -466,6 +497,10 @@ def main():
     ap.add_argument("--netns-prefix", help="namespace prefix (default cms<pid>)")
     ap.add_argument("--migrate-timeout", type=float, default=300)
     ap.add_argument("--keep", action="store_true", help="keep the work folder after success")
+    ap.add_argument("--proxy-rule", action="append", default=[],
+                    help="run every migration through constmig-proxy with this rule "
+                         "(repeatable; docs/proxy.md), e.g. 'action=cut:pct=50' to exercise "
+                         "live-mode recovery on every migration")
     ap.add_argument("--self-test-lose-write", action="store_true",
                     help="TESTING the soak itself: delete one acknowledged key on the final host "
                          "before the check; exits 0 only if the check reports exactly that loss")
