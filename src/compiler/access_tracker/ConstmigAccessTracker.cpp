@@ -90,7 +90,7 @@ constexpr unsigned kMaxVersionedInsts = 400;
 // pass) overrides it; 0 turns range checks off.
 constexpr uint64_t kDefaultRangeCap = 64 * 64 * 1024;
 // Accesses of one loop whose starts are a constant distance apart share one range when their
-// per-iteration span stays below this.
+// per-iteration span is at most this.
 constexpr int64_t kMaxRangeGroupSpan = 4096;
 
 struct Stats {
