@@ -1,7 +1,7 @@
 // libFuzzer target: the migration stream's framing and every payload decoder
 // (src/common/wire_format.cpp).
 //
-// Input: byte 0 selects what the rest is (mode = byte 0 % 14):
+// Input: byte 0 selects what the rest is (mode = byte 0 % 16):
 //   0      a stream: FrameReader fed two ways (by wanted(), and in pseudo-random chunks), with
 //          and without payload validation; both feeds must agree frame by frame and on the
 //          error, and every frame must re-encode (FrameEncoder) to its exact input bytes
@@ -10,6 +10,7 @@
 //          the input exactly (PAGES also through PagesBuilder); validate_payload must agree
 //   12     a frame header: byte 1 picks the expected seq, decode_header, then encode_header
 //          must reproduce the 24 bytes
+//   14, 15 one payload of FrameType 12 (RESUME) / 13 (RESUME_STATE), as for 1..11
 #include <algorithm>
 #include <string>
 #include <vector>
@@ -110,6 +111,16 @@ bool check_page_request(ByteView p) {
   return true;
 }
 
+bool check_resume(ByteView p) {
+  auto r = decode_resume(p);
+  if (!r.ok()) return false;
+  FUZZ_CHECK(r->epoch >= 2 && r->epoch <= kMaxEpoch);
+  std::vector<uint8_t> out;
+  FUZZ_CHECK(encode_resume(*r, out).ok());
+  FUZZ_CHECK(same_bytes(out, p));
+  return true;
+}
+
 bool check_error(ByteView p) {
   auto r = decode_error(p);
   if (!r.ok()) return false;
@@ -140,7 +151,10 @@ bool check_typed(FrameType t, ByteView p) {
     case FrameType::kManifest:
     case FrameType::kCommit:
     case FrameType::kAbort:
+    case FrameType::kResumeState:
       return check_sealed(t, p);
+    case FrameType::kResume:
+      return check_resume(p);
     case FrameType::kPages:
       return check_pages(p);
     case FrameType::kPageRequest:
@@ -286,7 +300,7 @@ void check_header(uint8_t sel, ByteView bytes) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
-  const uint8_t mode = data[0] % 14;
+  const uint8_t mode = data[0] % 16;
   ByteView rest(data + 1, size - 1);
   if (mode == 0 || mode == 13) {
     if (rest.empty()) return 0;
@@ -303,7 +317,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (rest.empty()) return 0;
     check_header(rest[0], rest.subspan(1));
   } else {
-    const auto t = static_cast<FrameType>(mode);
+    const auto t = static_cast<FrameType>(mode >= 14 ? mode - 2 : mode);
     check_payload(t, 0, rest);
     if (t == FrameType::kPages) check_payload(t, kFlagUrgent, rest);
   }

@@ -169,6 +169,19 @@ Bytes page_request_payload(uint64_t first, uint32_t count) {
   return p;
 }
 
+Bytes resume_payload(Role role, uint32_t epoch) {
+  Resume r;
+  r.role = role;
+  r.mig_id.fill(0x6D);
+  r.epoch = epoch;
+  r.x25519_public.fill(0x55);
+  r.nonce.fill(0x4E);
+  r.mac.fill(0x3C);
+  Bytes p;
+  must(encode_resume(r, p), "resume");
+  return p;
+}
+
 Bytes error_payload(const std::string& msg) {
   Bytes p;
   encode_error(ErrorInfo{static_cast<uint32_t>(Errc::kSecurity), msg}, p);
@@ -281,6 +294,10 @@ void frames() {
   write(t, "header_pages_urgent",
         prefixed(12, 1, header_bytes(FrameType::kPages, kFlagUrgent, 45, 7)));
   write(t, "header_seq_behind", prefixed(12, 6, header_bytes(FrameType::kStats, 0, 2, 1)));
+  write(t, "resume_source", prefixed(14, resume_payload(Role::kSource, 2)));
+  write(t, "resume_target_max", prefixed(14, resume_payload(Role::kTarget, kMaxEpoch)));
+  write(t, "resume_state",
+        prefixed(15, sealed_payload(FrameType::kResumeState, 0, 0, 1, 8 + 3, 1)));
 }
 
 void manifest() {

@@ -233,7 +233,8 @@ class Inspector {
       case FrameType::kHostState:
       case FrameType::kManifest:
       case FrameType::kCommit:
-      case FrameType::kAbort: {
+      case FrameType::kAbort:
+      case FrameType::kResumeState: {
         auto r = decode_sealed(h.type, payload);
         if (!r.ok()) return;
         j = {{"nonce", r->nonce},
@@ -275,6 +276,18 @@ class Inspector {
         if (!r.ok()) return;
         j = {{"text", std::string(*r)}};
         d = "json=" + std::to_string(r->size()) + "B \"" + escape(*r, 120) + "\"";
+        return;
+      }
+      case FrameType::kResume: {
+        auto r = decode_resume(payload);
+        if (!r.ok()) return;
+        j = {{"role", std::string(role_name(r->role))},
+             {"migration_id", hex(r->mig_id)},
+             {"epoch", r->epoch},
+             {"key", hex(r->x25519_public)}};
+        d = std::string(role_name(r->role)) + " migration=" + hex(r->mig_id) +
+            " epoch=" + std::to_string(r->epoch) +
+            " key=" + hex(ByteView(r->x25519_public).first(8)) + ".. mac=32B";
         return;
       }
     }

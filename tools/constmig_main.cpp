@@ -85,6 +85,7 @@ struct RunArgs {
   // receive only
   std::string listen;
   int accept_timeout = 0;
+  int resume_timeout = 30;  // receive: seconds to wait for a lost source to reconnect
   int workers = 2;
   std::string capture;
   std::string data = "0";  // workload suite: --data
@@ -149,6 +150,8 @@ host::MigrateOptions migrate_options_from(const nlohmann::json& req) {
   o.capture_path = req.value("capture", "");
   o.replay_capture = req.value("replay_capture", "");
   if (auto f = host::parse_fault(req.value("fault", "none")); f.ok()) o.fault = *f;
+  o.resume_timeout = std::chrono::seconds(req.value("resume_timeout", 30));
+  o.cut_at_percent = req.value("cut_at", 0);
   return o;
 }
 
@@ -313,7 +316,8 @@ int cmd_receive(const RunArgs& a) {
   host::MigrateOptions o;
   o.workers = a.workers;
   o.capture_path = a.capture;
-  o.listen_fd = *lfd;  // a live migration's urgent connection arrives here too
+  o.listen_fd = *lfd;  // a live migration's urgent connection (and a recovery) arrives here too
+  o.resume_timeout = std::chrono::seconds(a.resume_timeout);
   auto outcome = host::run_target(*r->enclave, *r->plat, *r->app, fd, o, nullptr);
   ::close(fd);
   ::close(*lfd);
@@ -500,6 +504,12 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   recv->add_option("--capture", ra.capture,
                    "record the stream this side sends (for constmig inspect)");
+  recv->add_option("--resume-timeout", ra.resume_timeout,
+                   "live mode: if the connection to the source is lost while the heap streams, "
+                   "keep the app running and wait this many seconds for the source to reconnect "
+                   "(it does so by itself); then stop the app (0 = stop at once)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 3600));
   recv->add_option("--control", ra.control,
                    "control socket after the migration (default: <state-dir>/<app>.ctl)");
   recv->add_option("--duration", ra.duration,
@@ -548,6 +558,19 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   mig->add_option("--replay-capture", replay,
                   "TESTING ONLY: capture of an earlier migration (--fault earlier-migration)");
+  int resume_timeout = 30, cut_at = 0;
+  mig->add_option("--resume-timeout", resume_timeout,
+                  "live mode: if the connection is lost while the heap streams, reconnect "
+                  "(backoff 0.1..2 s) for up to this many seconds and go on from what the target "
+                  "has (fresh keys, next epoch); the source stays FROZEN if that fails (0 = no "
+                  "reconnection)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 3600));
+  mig->add_option("--cut-at", cut_at,
+                  "TESTING ONLY (live mode): drop both connections once this percentage of the "
+                  "heap has been streamed")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 100));
 
   auto* status =
       cli.add_subcommand("status", "JSON status and stats of a running constmig process");
@@ -599,7 +622,9 @@ int main(int argc, char** argv) {
                                  {"batch_pages", batch},
                                  {"fault", fault},
                                  {"capture", capture},
-                                 {"replay_capture", replay}});
+                                 {"replay_capture", replay},
+                                 {"resume_timeout", resume_timeout},
+                                 {"cut_at", cut_at}});
   }
   if (status->parsed()) return cmd_simple(control, {{"cmd", "status"}});
   if (resume->parsed()) return cmd_simple(control, {{"cmd", "resume"}, {"force", force}});

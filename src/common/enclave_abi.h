@@ -98,8 +98,11 @@ enum RuntimeEcall : uint32_t {
   kEcallMigForceResume = 0xFFFF010Eu,
   kEcallMigReset = 0xFFFF010Fu,
   kEcallMigStatus = 0xFFFF0110u,
-  kEcallMigGoLive = 0xFFFF0111u,  // in: [u8 tracker: 0 host page faults, 1 access tracker]
-  kEcallMigLast = 0xFFFF0111u,
+  kEcallMigGoLive = 0xFFFF0111u,         // in: [u8 tracker: 0 host page faults, 1 access tracker]
+  kEcallMigResumeHello = 0xFFFF0112u,    // live recovery (source): out RESUME payload
+  kEcallMigResumeAccept = 0xFFFF0113u,   // live recovery (target): RESUME in, RESUME + STATE out
+  kEcallMigResumeConfirm = 0xFFFF0114u,  // live recovery (source): RESUME + STATE in
+  kEcallMigLast = 0xFFFF0114u,
 };
 
 // Migration state of an enclave instance (kEcallMigStatus).

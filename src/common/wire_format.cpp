@@ -73,6 +73,8 @@ uint32_t sealed_min_ct(FrameType t) {
     case FrameType::kCommit:
     case FrameType::kAbort:
       return kTokenSize;
+    case FrameType::kResumeState:
+      return 8;
     default:
       return 0;
   }
@@ -88,6 +90,8 @@ uint32_t sealed_max_ct(FrameType t) {
     case FrameType::kCommit:
     case FrameType::kAbort:
       return kTokenSize;
+    case FrameType::kResumeState:
+      return kMaxResumeStateCiphertext;
     default:
       return 0;
   }
@@ -121,6 +125,10 @@ std::string frame_type_name(FrameType t) {
       return "ERROR";
     case FrameType::kStats:
       return "STATS";
+    case FrameType::kResume:
+      return "RESUME";
+    case FrameType::kResumeState:
+      return "RESUME_STATE";
   }
   return "UNKNOWN(" + hex32(static_cast<uint8_t>(t), 2) + ")";
 }
@@ -174,6 +182,7 @@ bool frame_allowed(FrameType t, Direction d) {
     case FrameType::kKeyConfirm:
     case FrameType::kError:
     case FrameType::kStats:
+    case FrameType::kResume:
       return true;
     case FrameType::kSmallState:
     case FrameType::kHostState:
@@ -183,6 +192,7 @@ bool frame_allowed(FrameType t, Direction d) {
     case FrameType::kPageRequest:
     case FrameType::kCommit:
     case FrameType::kAbort:
+    case FrameType::kResumeState:
       return d == Direction::kTargetToSource;
   }
   return false;
@@ -199,6 +209,7 @@ uint32_t min_payload_len(FrameType t) {
     case FrameType::kManifest:
     case FrameType::kCommit:
     case FrameType::kAbort:
+    case FrameType::kResumeState:
       return static_cast<uint32_t>(kSealedOverhead + sealed_min_ct(t));
     case FrameType::kPages:
       return static_cast<uint32_t>(kPagesHeaderSize + kZeroRecordSize);
@@ -208,6 +219,8 @@ uint32_t min_payload_len(FrameType t) {
       return 8;
     case FrameType::kStats:
       return 0;
+    case FrameType::kResume:
+      return kResumeSize;
   }
   return 0;
 }
@@ -223,6 +236,7 @@ uint32_t max_payload_len(FrameType t) {
     case FrameType::kManifest:
     case FrameType::kCommit:
     case FrameType::kAbort:
+    case FrameType::kResumeState:
       return static_cast<uint32_t>(kSealedOverhead + sealed_max_ct(t));
     case FrameType::kPages:
       return static_cast<uint32_t>(kMaxPagesPayload);
@@ -232,6 +246,8 @@ uint32_t max_payload_len(FrameType t) {
       return 8 + kMaxErrorMessage;
     case FrameType::kStats:
       return kMaxStatsText;
+    case FrameType::kResume:
+      return kResumeSize;
   }
   return 0;
 }
@@ -447,6 +463,61 @@ Result<KeyConfirm> decode_key_confirm(ByteView payload) {
   return k;
 }
 
+// ------------------------------------------------------------------------------------- RESUME
+
+std::vector<uint8_t> resume_mac_input(const Resume& r) {
+  std::vector<uint8_t> out;
+  ByteWriter w(out);
+  w.u8(static_cast<uint8_t>(r.role));
+  w.u8(0);
+  w.u16(0);
+  w.bytes(r.mig_id);
+  w.u32(r.epoch);
+  w.bytes(r.x25519_public);
+  w.bytes(r.nonce);
+  return out;
+}
+
+Status encode_resume(const Resume& r, std::vector<uint8_t>& out) {
+  if (r.role != Role::kSource && r.role != Role::kTarget) return arg_error("RESUME: bad role");
+  if (r.epoch < 2 || r.epoch > kMaxEpoch) {
+    return arg_error("RESUME: epoch " + num(r.epoch) + " outside 2.." + num(kMaxEpoch));
+  }
+  auto body = resume_mac_input(r);
+  out.insert(out.end(), body.begin(), body.end());
+  out.insert(out.end(), r.mac.begin(), r.mac.end());
+  return ok_status();
+}
+
+Result<Resume> decode_resume(ByteView payload) {
+  if (payload.size() != kResumeSize) {
+    return format_error("RESUME: payload is " + num(payload.size()) + " bytes, expected " +
+                        num(kResumeSize));
+  }
+  ByteReader rd(payload);
+  Resume r;
+  uint8_t role = rd.u8(), reserved0 = rd.u8();
+  uint16_t reserved1 = rd.u16();
+  ByteView mid = rd.bytes(kMigrationIdSize);
+  r.epoch = rd.u32();
+  ByteView key = rd.bytes(kX25519KeySize), nonce = rd.bytes(kHelloNonceSize),
+           mac = rd.bytes(kMacSize);
+  CM_TRY(expect_end(rd, "RESUME"));
+  if (role != 1 && role != 2) {
+    return format_error("RESUME: unknown role " + num(role) + ", expected 1 or 2");
+  }
+  if (reserved0 != 0 || reserved1 != 0) return format_error("RESUME: reserved field is not zero");
+  if (r.epoch < 2 || r.epoch > kMaxEpoch) {
+    return format_error("RESUME: epoch " + num(r.epoch) + " outside 2.." + num(kMaxEpoch));
+  }
+  r.role = static_cast<Role>(role);
+  std::copy(mid.begin(), mid.end(), r.mig_id.begin());
+  std::copy(key.begin(), key.end(), r.x25519_public.begin());
+  std::copy(nonce.begin(), nonce.end(), r.nonce.begin());
+  std::copy(mac.begin(), mac.end(), r.mac.begin());
+  return r;
+}
+
 // ------------------------------------------------------------------------------------- sealed
 
 bool is_sealed_type(FrameType t) {
@@ -456,6 +527,7 @@ bool is_sealed_type(FrameType t) {
     case FrameType::kManifest:
     case FrameType::kCommit:
     case FrameType::kAbort:
+    case FrameType::kResumeState:
       return true;
     default:
       return false;
@@ -816,8 +888,13 @@ Status validate_payload(const FrameHeader& h, ByteView payload) {
     case FrameType::kHostState:
     case FrameType::kManifest:
     case FrameType::kCommit:
-    case FrameType::kAbort: {
+    case FrameType::kAbort:
+    case FrameType::kResumeState: {
       auto r = decode_sealed(h.type, payload);
+      return r.ok() ? ok_status() : Status(r.take_error());
+    }
+    case FrameType::kResume: {
+      auto r = decode_resume(payload);
       return r.ok() ? ok_status() : Status(r.take_error());
     }
     case FrameType::kPages: {
@@ -1021,6 +1098,8 @@ std::optional<RecordKind> record_kind_for(FrameType t) {
       return RecordKind::kCommit;
     case FrameType::kAbort:
       return RecordKind::kAbort;
+    case FrameType::kResumeState:
+      return RecordKind::kResumeState;
     default:
       return std::nullopt;
   }

@@ -48,20 +48,23 @@ inline constexpr uint8_t kWireVersion = 1;
 inline constexpr size_t kHeaderSize = 24;
 
 enum class FrameType : uint8_t {
-  kHello = 1,        // both directions: role, mode, quote, X25519 key, nonce
-  kKeyConfirm = 2,   // both: 32-byte MAC proving both derived the same keys
-  kSmallState = 3,   // source->target: sealed enclave small state (one section per frame)
-  kHostState = 4,    // source->target: sealed host-side app state
-  kPages = 5,        // source->target: a batch of sealed heap pages / zero runs
-  kPageRequest = 6,  // target->source: urgent fetch (live mode), plain
-  kManifest = 7,     // source->target: sealed manifest (page count, heap top, epoch, digest)
-  kCommit = 8,       // target->source: sealed commit token
-  kAbort = 9,        // target->source: sealed abort token (lets the source resume)
-  kError = 10,       // both: plain, informational only (never acted on as a verdict)
-  kStats = 11,       // both: plain JSON text, informational
+  kHello = 1,         // both directions: role, mode, quote, X25519 key, nonce
+  kKeyConfirm = 2,    // both: 32-byte MAC proving both derived the same keys
+  kSmallState = 3,    // source->target: sealed enclave small state (one section per frame)
+  kHostState = 4,     // source->target: sealed host-side app state
+  kPages = 5,         // source->target: a batch of sealed heap pages / zero runs
+  kPageRequest = 6,   // target->source: urgent fetch (live mode), plain
+  kManifest = 7,      // source->target: sealed manifest (page count, heap top, epoch, digest)
+  kCommit = 8,        // target->source: sealed commit token
+  kAbort = 9,         // target->source: sealed abort token (lets the source resume)
+  kError = 10,        // both: plain, informational only (never acted on as a verdict)
+  kStats = 11,        // both: plain JSON text, informational
+  kResume = 12,       // both: live-mode recovery after a lost connection: new X25519 key for the
+                      // next epoch, MACed under the current migration's keys (plain)
+  kResumeState = 13,  // target->source: sealed (new epoch) bitmap of the pages the target has
 };
 inline constexpr uint8_t kFirstFrameType = 1;
-inline constexpr uint8_t kLastFrameType = 11;
+inline constexpr uint8_t kLastFrameType = 13;
 
 // Header flags. Undefined bits, or a flag on a type it is not defined for, are refused.
 inline constexpr uint16_t kFlagUrgent = 0x0001;  // PAGES only: the batch answers a PAGE_REQUEST
@@ -122,6 +125,9 @@ inline constexpr uint32_t kMaxSmallStateCiphertext = 64u << 20;
 inline constexpr uint32_t kMaxHostStateCiphertext = 16u << 20;
 inline constexpr uint32_t kMaxErrorMessage = 1024;
 inline constexpr uint32_t kMaxStatsText = 64u << 10;
+inline constexpr uint32_t kMaxEpoch = 1u << 20;  // recoveries of one migration, at most
+// RESUME_STATE plaintext: u64 page count, then one bit per page (page i = bit i%8 of byte i/8).
+inline constexpr uint32_t kMaxResumeStateCiphertext = static_cast<uint32_t>(8 + kMaxHeapPages / 8);
 
 inline constexpr size_t kHelloSize = 360;
 inline constexpr size_t kSealedOverhead = 24 + kTagSize;  // fixed fields + tag
@@ -130,6 +136,8 @@ inline constexpr size_t kPagesHeaderSize = 8;
 inline constexpr size_t kDataRecordSize = 8 + 1 + 8 + kPageSize + kTagSize;  // 4129
 inline constexpr size_t kZeroRecordSize = 8 + 1 + 4 + 8 + kTagSize;          // 37
 inline constexpr size_t kPageRequestSize = 12;
+inline constexpr size_t kResumeSize =
+    4 + kMigrationIdSize + 4 + kX25519KeySize + kHelloNonceSize + kMacSize;  // 120
 inline constexpr size_t kMaxPagesPayload = kPagesHeaderSize + kMaxPagesPerBatch * kDataRecordSize;
 
 // ---------------------------------------------------------------------------------------------
@@ -163,6 +171,23 @@ struct KeyConfirm {
 };
 void encode_key_confirm(const KeyConfirm& k, std::vector<uint8_t>& out);
 Result<KeyConfirm> decode_key_confirm(ByteView payload);
+
+// RESUME (live-mode recovery, docs/format.md): after a lost connection the two enclaves of the
+// SAME migration agree on fresh keys for epoch `epoch` (greater than the current one) by a new
+// X25519 exchange; `mac` (HKDF over the current keys and the other fields) proves the sender
+// holds the current migration's keys, so no new quote is needed. Plain: the MAC protects it.
+struct Resume {
+  Role role = Role::kSource;
+  std::array<uint8_t, kMigrationIdSize> mig_id{};
+  uint32_t epoch = 0;  // 2..kMaxEpoch
+  std::array<uint8_t, kX25519KeySize> x25519_public{};
+  std::array<uint8_t, kHelloNonceSize> nonce{};
+  std::array<uint8_t, kMacSize> mac{};
+};
+// The RESUME payload without its MAC (what the MAC covers).
+std::vector<uint8_t> resume_mac_input(const Resume& r);
+Status encode_resume(const Resume& r, std::vector<uint8_t>& out);
+Result<Resume> decode_resume(ByteView payload);
 
 // A sealed (AES-256-GCM) record: the payload of SMALL_STATE, HOST_STATE, MANIFEST, COMMIT and
 // ABORT. `index`/`count` place the record among the records of its kind in this migration
@@ -363,6 +388,7 @@ enum class RecordKind : uint8_t {
   kManifest = 5,
   kCommit = 6,
   kAbort = 7,
+  kResumeState = 8,
 };
 // The record kind for a sealed frame type (FrameType::kSmallState -> kSmallState, ...).
 std::optional<RecordKind> record_kind_for(FrameType t);

@@ -46,6 +46,15 @@ struct FdCloser {
   }
 };
 
+// A send that cannot progress for `t` fails (EAGAIN) instead of blocking forever on a
+// connection that went silent: the migration then notices the lost link (and may recover).
+void set_send_timeout(int fd, std::chrono::milliseconds t) {
+  timeval tv{};
+  tv.tv_sec = static_cast<time_t>(t.count() / 1000);
+  tv.tv_usec = static_cast<suseconds_t>((t.count() % 1000) * 1000);
+  (void)::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+}
+
 struct OwnedFrame {
   wire::FrameHeader header;
   std::vector<uint8_t> payload;
@@ -103,6 +112,8 @@ class Channel {
     return enc_.append(type, 0, payload, out);
   }
   void shutdown_write() { ::shutdown(fd_, SHUT_WR); }
+  // The link is lost: wakes every thread blocked on this connection (their calls fail).
+  void shutdown_all() { ::shutdown(fd_, SHUT_RDWR); }
   // Wakes a thread blocked in recv() (it sees the connection end); sending still works.
   void shutdown_read() { ::shutdown(fd_, SHUT_RD); }
   // After our last frame: half-close and read until the peer closes (or `limit`), so that the
@@ -304,6 +315,113 @@ Status handshake(platform::Enclave& e, const platform::Platform& plat, HostApp& 
   return ok_status();
 }
 
+// Source, live mode: opens the urgent connection the target offered with `token`.
+Status open_urgent(const MigrateOptions& o, const std::string& token, const std::string& capture,
+                   FdCloser& fd, std::unique_ptr<Channel>& uch) {
+  if (o.urgent_to.empty()) {
+    return make_error(Errc::kInvalidArgument,
+                      "the target asked for an urgent connection but no address was given "
+                      "for it (MigrateOptions::urgent_to)");
+  }
+  auto c = tcp_connect(o.urgent_to, 10000);
+  if (!c.ok())
+    return make_error(Errc::kIo, "cannot open the urgent connection: " + c.error().message);
+  uch.reset();
+  if (fd.fd >= 0) ::close(fd.fd);
+  fd.fd = *c;
+  set_send_timeout(*c, o.io_timeout);
+  uch = std::make_unique<Channel>(*c, capture.empty() ? std::string() : capture + ".urgent",
+                                  wire::Direction::kSourceToTarget);
+  std::string uj = nlohmann::json{{"urgent-channel", token}}.dump(
+      -1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return uch->send(FrameType::kStats, as_bytes_view(uj));
+}
+
+// Source, live mode, on a new connection after the old one was lost: RESUME exchange (both
+// enclaves move to the next epoch's keys), the target's page bitmap, a new urgent connection.
+// Returns the number of pages the source must send again (claimed but never arrived).
+Result<uint64_t> resume_handshake(platform::Enclave& e, const MigrateOptions& o, Channel& ch,
+                                  const std::string& capture, FdCloser& urgent_fd,
+                                  std::unique_ptr<Channel>& uch) {
+  CM_ASSIGN_OR_RETURN(auto hello, e.call(abi::kEcallMigResumeHello, {}, 1024));
+  CM_TRY(ch.send(FrameType::kResume, hello));
+  std::string token;
+  std::optional<OwnedFrame> resume, state;
+  while (!state) {
+    CM_ASSIGN_OR_RETURN(OwnedFrame f, ch.recv(o.io_timeout));
+    FrameType t = f.header.type;
+    if (t == FrameType::kStats) {
+      token = stats_json(f).value("urgent-token", token);
+    } else if (t == FrameType::kError) {
+      auto er = wire::decode_error(f.payload);
+      return make_error(Errc::kState, "the target refused the recovery: " +
+                                          (er.ok() ? er->message : std::string("?")));
+    } else if (t == FrameType::kResume && !resume) {
+      resume = std::move(f);
+    } else if (t == FrameType::kResumeState && resume) {
+      state = std::move(f);
+    } else {
+      return make_error(Errc::kFormat, "recovery: unexpected " + wire::frame_type_name(t));
+    }
+  }
+  std::vector<uint8_t> in;
+  ByteWriter w(in);
+  w.u32(static_cast<uint32_t>(resume->payload.size()));
+  w.bytes(resume->payload);
+  w.bytes(state->payload);
+  CM_ASSIGN_OR_RETURN(auto out, e.call(abi::kEcallMigResumeConfirm, in, 64));
+  ByteReader r(out);
+  uint64_t resend = r.u64();
+  if (!r.at_end()) return make_error(Errc::kInternal, "MigResumeConfirm: malformed output");
+  if (!token.empty()) {
+    CM_TRY(open_urgent(o, token, capture, urgent_fd, uch));
+  } else {
+    uch.reset();
+    if (urgent_fd.fd >= 0) ::close(urgent_fd.fd);
+    urgent_fd.fd = -1;
+  }
+  return resend;
+}
+
+// Source, live mode, after a lost connection: connect to the target again (backoff 0.1..2 s,
+// for at most o.resume_timeout) and run the RESUME exchange. On success `main` (and `uch`) are
+// the new connections. Returns the pages to send again.
+Result<uint64_t> reconnect_source(platform::Enclave& e, const MigrateOptions& o, int epoch,
+                                  FdCloser& main_fd, std::unique_ptr<Channel>& main,
+                                  FdCloser& urgent_fd, std::unique_ptr<Channel>& uch) {
+  auto deadline = Clock::now() + o.resume_timeout;
+  auto backoff = std::chrono::milliseconds(100);
+  std::string last = "no attempt";
+  while (Clock::now() < deadline) {
+    auto c = tcp_connect(o.urgent_to, 3000);
+    if (c.ok()) {
+      FdCloser fd;
+      fd.fd = *c;
+      set_send_timeout(*c, o.io_timeout);
+      std::string cap =
+          o.capture_path.empty() ? std::string() : o.capture_path + ".e" + std::to_string(epoch);
+      auto nch = std::make_unique<Channel>(*c, cap, wire::Direction::kSourceToTarget);
+      auto r = resume_handshake(e, o, *nch, cap, urgent_fd, uch);
+      if (r.ok()) {
+        main.reset();
+        if (main_fd.fd >= 0) ::close(main_fd.fd);
+        main_fd.fd = fd.fd;
+        fd.fd = -1;
+        main = std::move(nch);
+        return *r;
+      }
+      last = r.error().message;
+    } else {
+      last = c.error().message;
+    }
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) break;
+    std::this_thread::sleep_for(std::min(backoff, left));
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));
+  }
+  return make_error(Errc::kTimeout, "last attempt: " + last);
+}
+
 // Live mode: the heap stream is background work. Its threads run at a lower priority (nice +10,
 // this thread only) so that, where cores are scarce, the app's threads and the urgent path
 // (page requests and their answers) get the CPU first.
@@ -367,6 +485,7 @@ Result<Fault> parse_fault(const std::string& n) {
       {"oversize-length", Fault::kOversizeLength},
       {"earlier-migration", Fault::kEarlierMigration},
       {"corrupt-urgent", Fault::kCorruptUrgent},
+      {"old-epoch-replay", Fault::kOldEpochReplay},
   };
   for (auto& [name, f] : kAll) {
     if (n == name) return f;
@@ -378,7 +497,7 @@ Result<Fault> parse_fault(const std::string& n) {
 std::string fault_names() {
   return "none, corrupt-ciphertext, corrupt-tag, duplicate-page, replay-frame, reorder-frames, "
          "drop-page, truncate, forge-manifest, oversize-length, earlier-migration, "
-         "corrupt-urgent";
+         "corrupt-urgent, old-epoch-replay";
 }
 
 Result<Tracker> parse_tracker(const std::string& n) {
@@ -423,7 +542,7 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
 
   report("setup", 0, 0);
   wire::Mode mode = o.mode;
-  FdCloser urgent_fd;             // live mode: the urgent connection (after `uch`, which uses it)
+  FdCloser urgent_fd;  // live mode: the urgent connection (after `uch`, which uses it)
   std::unique_ptr<Channel> uch;
   if (o.mode == wire::Mode::kConstMig) {
     st["tracker"] = tracker_name(o.tracker);
@@ -467,21 +586,7 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
     // now (before the stop phase, so it costs no downtime) and name the migration with the token.
     std::string token = ready.value("urgent-token", std::string());
     if (ps.ok() && mode == wire::Mode::kConstMig && !token.empty()) {
-      if (o.urgent_to.empty()) {
-        ps = make_error(Errc::kInvalidArgument,
-                        "the target asked for an urgent connection but no address was given "
-                        "for it (MigrateOptions::urgent_to)");
-      } else if (auto c = tcp_connect(o.urgent_to, 10000); !c.ok()) {
-        ps = make_error(Errc::kIo, "cannot open the urgent connection: " + c.error().message);
-      } else {
-        urgent_fd.fd = *c;
-        uch = std::make_unique<Channel>(
-            *c, o.capture_path.empty() ? std::string() : o.capture_path + ".urgent",
-            wire::Direction::kSourceToTarget);
-        std::string uj = nlohmann::json{{"urgent-channel", token}}.dump(
-            -1, ' ', false, nlohmann::json::error_handler_t::replace);
-        ps = uch->send(FrameType::kStats, as_bytes_view(uj));
-      }
+      ps = open_urgent(o, token, o.capture_path, urgent_fd, uch);
       if (!ps.ok()) send_error(ch, ps.error());
     }
     if (!ps.ok()) {
@@ -538,17 +643,25 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
   // nobody faults (CRIU's adaptive transfer). Every page is claimed once inside the enclave, so a
   // page sent urgently is skipped by the stream and vice versa.
   const bool live = o.mode == wire::Mode::kConstMig;
+  // The connection in use: `ch` until a live-mode recovery replaces it (docs/format.md).
+  Channel* cur = &ch;
+  std::unique_ptr<Channel> cur_owned;
+  FdCloser cur_fd;
   if (live) {
     // The target resumes on what was sent so far.
     downtime_bytes = ch.bytes_sent() + (uch ? uch->bytes_sent() : 0);
-    // Keep at most this much unsent stream data in the kernel: an urgent frame waits behind it.
+    // Keep at most this much unsent stream data in the kernel (progress and the stream's
+    // adaptive chunks react sooner).
     int lowat = 128 << 10;
     (void)::setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof lowat);
+    set_send_timeout(fd, o.io_timeout);
   }
   std::atomic<uint64_t> cursor{0}, pushed{0}, zero_pages{0}, batches{0};
   std::mutex err_mu;
   std::optional<Error> worker_err;
-  std::vector<uint8_t> first_frame;  // for replay/duplicate faults
+  std::vector<uint8_t> first_frame;    // for replay/duplicate faults
+  std::vector<uint8_t> first_payload;  // old-epoch-replay fault
+  std::atomic<int> recoveries{0};
   std::mutex fault_mu;
   std::vector<std::vector<uint8_t>> held_back;  // reorder fault
   std::vector<uint8_t> earlier;
@@ -583,7 +696,8 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
                        (wire::kPagesHeaderSize + batch * wire::kDataRecordSize);
 
   // ---- receiver: everything the target sends from here on (page requests, stats, verdict).
-  std::atomic<bool> stop_stream{false}, stream_over{false};
+  std::atomic<bool> stop_stream{false}, stream_over{false}, link_lost{false};
+  std::atomic<bool> cut_done{false};  // --cut-at (tests)
   std::atomic<uint64_t> requests{0}, urgent_pages{0}, urgent_bytes{0}, urgent_frames{0};
   std::mutex urgent_mu;  // held while an urgent answer is exported and sent
   bool manifest_sent = false;
@@ -593,6 +707,15 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
   Error verdict_err{Errc::kIo, "no verdict from the target"};
   std::vector<uint8_t> ubuf(wire::kPagesHeaderSize +
                             wire::kMaxPagesPerRequest * wire::kDataRecordSize + 64);
+  // The link is gone (a send or receive failed on either connection): stop the stream and wake
+  // every thread blocked in a send. Reading goes on: a target that refused has sent its ERROR
+  // and ABORT before it closed, and the receiver must still get them.
+  auto lose_link = [&] {
+    link_lost = true;
+    stop_stream = true;
+    cur->shutdown_write();
+    if (uch) uch->shutdown_write();
+  };
   // A PAGE_REQUEST from the target: export the pages (claimed once inside the enclave) and send
   // them at once on `out` (the urgent connection, or the main one where there is none).
   auto answer = [&](const OwnedFrame& f, Channel& out) {
@@ -616,81 +739,12 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
       ++urgent_frames;
     }
     if (!us.ok()) {
+      if (us.error().code == Errc::kIo) lose_link();
       std::lock_guard lk(err_mu);
       if (!worker_err) worker_err = us.take_error();
       stop_stream = true;
     }
   };
-  std::thread receiver([&] {
-    auto quiet_since = Clock::now();
-    for (;;) {
-      auto f = ch.recv(std::chrono::milliseconds(1000));
-      if (!f.ok()) {
-        // Silence is normal while the stream runs; after it, the verdict must come in time.
-        if (f.error().code == Errc::kTimeout &&
-            (!stream_over || Clock::now() - quiet_since < o.io_timeout)) {
-          if (!stream_over) quiet_since = Clock::now();
-          continue;
-        }
-        verdict_err = f.take_error();
-        break;
-      }
-      quiet_since = Clock::now();
-      FrameType t = f->header.type;
-      if (t == FrameType::kStats) {
-        nlohmann::json j = stats_json(*f);
-        if (live && j.value("live", false)) {
-          // The service now runs on the target. Our held app ECALLs go in and are refused by
-          // the FROZEN enclave, so clients learn at once to go there (instead of waiting here
-          // until the commit); after an abort, ECALLs run here again.
-          e.release_app_ecalls();
-          target_live = true;
-        } else {
-          target_stats = std::move(j);
-        }
-      } else if (t == FrameType::kError) {
-        auto er = wire::decode_error(f->payload);
-        verdict_err = make_error(Errc::kState,
-                                 "target reported: " + (er.ok() ? er->message : std::string("?")));
-        stop_stream = true;  // an ABORT usually follows
-      } else if (t == FrameType::kCommit || t == FrameType::kAbort) {
-        verdict = std::move(f).value();
-        break;
-      } else if (t == FrameType::kPageRequest && live) {
-        answer(*f, ch);  // one connection for all (the target offered no urgent connection)
-      }
-      // Anything else (a PAGE_REQUEST in stop-and-copy mode, ...) is ignored: the target's
-      // enclave decides, and nothing here is trusted.
-    }
-    stop_stream = true;  // a verdict or a dead connection: streaming on is pointless
-  });
-
-  // Live mode: the urgent connection's receiver (page requests only). Its loss before the
-  // manifest ends the stream: the target, which sees it too, refuses and sends the abort token.
-  std::atomic<bool> urgent_stop{false};
-  std::thread urgent_rx;
-  if (uch) {
-    urgent_rx = std::thread([&] {
-      while (!urgent_stop) {
-        auto f = uch->recv(std::chrono::milliseconds(1000));
-        if (urgent_stop) break;
-        if (f.ok()) {
-          if (f->header.type == FrameType::kPageRequest) answer(*f, *uch);
-          continue;  // anything else is informational here
-        }
-        if (f.error().code == Errc::kTimeout) continue;
-        {
-          std::lock_guard ul(urgent_mu);
-          if (manifest_sent) break;  // the target may close it once it has what it needs
-        }
-        std::lock_guard lk(err_mu);
-        if (!worker_err)
-          worker_err = make_error(f.error().code, "urgent connection: " + f.error().message);
-        stop_stream = true;
-        break;
-      }
-    });
-  }
 
   auto worker = [&]() {
     if (live) background_priority();
@@ -707,7 +761,7 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
       uint64_t req_before = requests.load();
       auto x = export_pages(e, first, count, buf);
       Status ws = x.ok() ? ok_status() : Status(x.error());
-      if (ws.ok() && x->payload.empty()) continue;  // every page of the range went out urgently
+      if (ws.ok() && x->payload.empty()) continue;  // every page of the range went out already
       uint64_t b = ws.ok() ? batches.fetch_add(1) : 0;
       uint64_t sent_pages = 0;
       if (ws.ok()) {
@@ -724,20 +778,26 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
         if (o.fault == Fault::kReorderFrames && b < 2) {
           // Build both frames with consecutive seq numbers, send the second first.
           std::vector<uint8_t> frame;
-          ws = ch.build(FrameType::kPages, payload, frame);
+          ws = cur->build(FrameType::kPages, payload, frame);
           held_back.push_back(std::move(frame));
           if (held_back.size() == 2) {
-            ws = ch.send_raw(held_back[1]);
-            if (ws.ok()) ws = ch.send_raw(held_back[0]);
+            ws = cur->send_raw(held_back[1]);
+            if (ws.ok()) ws = cur->send_raw(held_back[0]);
           }
         } else {
-          ws = ch.send(FrameType::kPages, payload, 0, b == 0 ? &first_frame : nullptr);
-          if (ws.ok() && b == 0 && o.fault == Fault::kDuplicatePage) {
-            ws = ch.send(FrameType::kPages, payload);
+          if (b == 0) first_payload.assign(payload.begin(), payload.end());
+          if (o.fault == Fault::kOldEpochReplay && recoveries > 0 && !first_payload.empty()) {
+            ws = cur->send(FrameType::kPages, first_payload);  // sealed in epoch 1
+            first_payload.clear();
           }
-          if (ws.ok() && b == 0 && o.fault == Fault::kReplayFrame) ws = ch.send_raw(first_frame);
+          if (ws.ok())
+            ws = cur->send(FrameType::kPages, payload, 0, b == 0 ? &first_frame : nullptr);
+          if (ws.ok() && b == 0 && o.fault == Fault::kDuplicatePage) {
+            ws = cur->send(FrameType::kPages, payload);
+          }
+          if (ws.ok() && b == 0 && o.fault == Fault::kReplayFrame) ws = cur->send_raw(first_frame);
           if (ws.ok() && b == 0 && o.fault == Fault::kEarlierMigration) {
-            ws = ch.send(FrameType::kPages, earlier);
+            ws = cur->send(FrameType::kPages, earlier);
           }
           if (ws.ok() && b == 0 && o.fault == Fault::kOversizeLength) {
             std::array<uint8_t, wire::kHeaderSize> h{};
@@ -746,18 +806,19 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
             fh.payload_len = 1u << 30;
             fh.seq = 1ull << 40;
             wire::encode_header(fh, h);
-            ws = ch.send_raw(h);
+            ws = cur->send_raw(h);
           }
           if (ws.ok() && b == 0 && o.fault == Fault::kTruncate) {
             std::vector<uint8_t> frame;
-            ws = ch.build(FrameType::kPages, payload, frame);
-            if (ws.ok()) ws = ch.send_raw(ByteView(frame).subspan(0, frame.size() / 2));
-            ch.shutdown_write();
+            ws = cur->build(FrameType::kPages, payload, frame);
+            if (ws.ok()) ws = cur->send_raw(ByteView(frame).subspan(0, frame.size() / 2));
+            cur->shutdown_write();
             ws = make_error(Errc::kIo, "stream truncated (fault injection)");
           }
         }
       }
       if (!ws.ok()) {
+        if (ws.error().code == Errc::kIo && o.fault != Fault::kTruncate) lose_link();
         std::lock_guard lk(err_mu);
         if (!worker_err) worker_err = ws.take_error();
         return;
@@ -766,54 +827,175 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
       if (live && requests.load() == req_before) chunk = std::min(ck * 2, batch);
       uint64_t done = pushed.fetch_add(sent_pages) + sent_pages;
       if (b % 64 == 0) report("heap-stream", pages, done + urgent_pages.load());
-    }
-  };
-  if (s.ok()) {
-    std::vector<std::thread> ts;
-    for (int i = 0; i < std::max(1, o.workers); ++i) ts.emplace_back(worker);
-    for (auto& t : ts) t.join();
-    std::lock_guard lk(err_mu);
-    if (worker_err) s = *worker_err;
-  }
-  st["pages-time"] = ms_since(t_pages);
-  st["pages-pushed"] = pushed.load();
-  st["zero-pages"] = zero_pages.load();
-
-  if (s.ok() && !stop_stream) {
-    std::lock_guard ul(urgent_mu);  // no urgent answer may follow the manifest
-    auto man = mcall(e, abi::kEcallMigManifest, {});
-    if (man.ok() && uch) {
-      // Marks the end of the urgent answers: the target imports all of them before it checks
-      // the manifest (they travel on another connection and may arrive after it).
-      std::string ej = nlohmann::json{{"urgent-end", true}}.dump(
-          -1, ' ', false, nlohmann::json::error_handler_t::replace);
-      if (Status es = uch->send(FrameType::kStats, as_bytes_view(ej)); !es.ok()) {
-        man = make_error(es.error().code, "urgent connection: " + es.error().message);
+      // TESTING ONLY: the network drops both connections once this share of the heap went out.
+      if (o.cut_at_percent > 0 && live &&
+          (done + urgent_pages.load()) * 100 >= pages * o.cut_at_percent &&
+          !cut_done.exchange(true)) {
+        std::fprintf(stderr, "constmig: TEST: cutting both connections at %llu of %llu pages\n",
+                     static_cast<unsigned long long>(done + urgent_pages.load()),
+                     static_cast<unsigned long long>(pages));
+        cur->shutdown_all();
+        if (uch) uch->shutdown_all();
       }
     }
-    if (!man.ok()) {
-      s = man.take_error();
-    } else {
-      std::vector<uint8_t> m = std::move(*man);
-      if (o.fault == Fault::kForgeManifest) flip(m, m.size() - 20);
-      s = ch.send(FrameType::kManifest, m);
-    }
-    manifest_sent = true;
-  }
-  // A local failure (not the link): tell the target, whose abort token then lets us resume.
-  if (!s.ok() && s.error().code != Errc::kIo) send_error(ch, s.error());
-  if (!live) downtime_bytes = ch.bytes_sent();
-  stream_over = true;
-  report("commit", pages, pushed.load() + urgent_pages.load());
+  };
 
-  // ---- verdict from the target: COMMIT (we die), ABORT (we resume), or nothing (we stay frozen).
-  receiver.join();
-  if (urgent_rx.joinable()) {
-    urgent_stop = true;
-    uch->shutdown_read();
-    urgent_rx.join();
+  uint64_t earlier_bytes = 0;  // sent on connections a recovery replaced
+  for (;;) {
+    std::thread receiver([&] {
+      auto quiet_since = Clock::now();
+      for (;;) {
+        auto f = cur->recv(std::chrono::milliseconds(1000));
+        if (!f.ok()) {
+          // Silence is normal while the stream runs; after it, the verdict must come in time.
+          if (f.error().code == Errc::kTimeout && !link_lost &&
+              (!stream_over || Clock::now() - quiet_since < o.io_timeout)) {
+            if (!stream_over) quiet_since = Clock::now();
+            continue;
+          }
+          verdict_err = f.take_error();
+          lose_link();
+          break;
+        }
+        quiet_since = Clock::now();
+        FrameType t = f->header.type;
+        if (t == FrameType::kStats) {
+          nlohmann::json j = stats_json(*f);
+          if (live && j.value("live", false)) {
+            // The service now runs on the target. Our held app ECALLs go in and are refused by
+            // the FROZEN enclave, so clients learn at once to go there (instead of waiting here
+            // until the commit); after an abort, ECALLs run here again.
+            e.release_app_ecalls();
+            target_live = true;
+          } else {
+            target_stats = std::move(j);
+          }
+        } else if (t == FrameType::kError) {
+          auto er = wire::decode_error(f->payload);
+          verdict_err = make_error(
+              Errc::kState, "target reported: " + (er.ok() ? er->message : std::string("?")));
+          stop_stream = true;  // an ABORT usually follows
+        } else if (t == FrameType::kCommit || t == FrameType::kAbort) {
+          verdict = std::move(f).value();
+          break;
+        } else if (t == FrameType::kPageRequest && live) {
+          answer(*f, *cur);  // one connection for all (the target offered no urgent connection)
+        }
+        // Anything else (a PAGE_REQUEST in stop-and-copy mode, ...) is ignored: the target's
+        // enclave decides, and nothing here is trusted.
+      }
+      stop_stream = true;  // a verdict or a dead connection: streaming on is pointless
+    });
+
+    // Live mode: the urgent connection's receiver (page requests only). Its loss is the link's.
+    std::atomic<bool> urgent_stop{false};
+    std::thread urgent_rx;
+    if (uch) {
+      urgent_rx = std::thread([&] {
+        while (!urgent_stop) {
+          auto f = uch->recv(std::chrono::milliseconds(1000));
+          if (urgent_stop) break;
+          if (f.ok()) {
+            if (f->header.type == FrameType::kPageRequest) answer(*f, *uch);
+            continue;  // anything else is informational here
+          }
+          if (f.error().code == Errc::kTimeout) continue;
+          {
+            std::lock_guard ul(urgent_mu);
+            if (manifest_sent) break;  // the target may close it once it has what it needs
+          }
+          lose_link();
+          std::lock_guard lk(err_mu);
+          if (!worker_err)
+            worker_err = make_error(f.error().code, "urgent connection: " + f.error().message);
+          break;
+        }
+      });
+    }
+
+    if (s.ok()) {
+      std::vector<std::thread> ts;
+      for (int i = 0; i < std::max(1, o.workers); ++i) ts.emplace_back(worker);
+      for (auto& t : ts) t.join();
+      std::lock_guard lk(err_mu);
+      if (worker_err) s = *worker_err;
+    }
+    st["pages-time"] = ms_since(t_pages);
+
+    if (s.ok() && !stop_stream) {
+      std::lock_guard ul(urgent_mu);  // no urgent answer may follow the manifest
+      auto man = mcall(e, abi::kEcallMigManifest, {});
+      if (man.ok() && uch) {
+        // Marks the end of the urgent answers: the target imports all of them before it checks
+        // the manifest (they travel on another connection and may arrive after it).
+        std::string ej = nlohmann::json{{"urgent-end", true}}.dump(
+            -1, ' ', false, nlohmann::json::error_handler_t::replace);
+        if (Status es = uch->send(FrameType::kStats, as_bytes_view(ej)); !es.ok()) {
+          man = make_error(es.error().code, "urgent connection: " + es.error().message);
+        }
+      }
+      if (!man.ok()) {
+        s = man.take_error();
+      } else {
+        std::vector<uint8_t> m = std::move(*man);
+        if (o.fault == Fault::kForgeManifest) flip(m, m.size() - 20);
+        s = cur->send(FrameType::kManifest, m);
+      }
+      manifest_sent = true;
+      if (!s.ok() && s.error().code == Errc::kIo) lose_link();
+    }
+    // A local failure (not the link): tell the target, whose abort token then lets us resume.
+    if (!s.ok() && s.error().code != Errc::kIo) send_error(*cur, s.error());
+    if (!live) downtime_bytes = cur->bytes_sent();
+    stream_over = true;
+    report("commit", pages, pushed.load() + urgent_pages.load());
+
+    // ---- verdict from the target: COMMIT (we die), ABORT (we resume), or nothing (we stay
+    // frozen) — or, live mode, a lost link after the target went live: recover (below).
+    receiver.join();
+    if (urgent_rx.joinable()) {
+      urgent_stop = true;
+      uch->shutdown_read();
+      urgent_rx.join();
+    }
+    const bool recover = !verdict && live && link_lost && target_live &&
+                         o.resume_timeout.count() > 0 && o.fault != Fault::kTruncate;
+    if (!recover) break;
+    // ---- recovery: same migration, next epoch, fresh keys; the target keeps serving meanwhile.
+    earlier_bytes += cur->bytes_sent() + (uch ? uch->bytes_sent() : 0);
+    std::string why = s.ok() ? verdict_err.message : s.error().message;
+    std::fprintf(stderr,
+                 "constmig: connection to the target lost (%s); reconnecting for up to %lld s\n",
+                 why.c_str(), static_cast<long long>(o.resume_timeout.count() / 1000));
+    report("reconnecting", pages, pushed.load() + urgent_pages.load());
+    auto rec = reconnect_source(e, o, recoveries.load() + 2, cur_fd, cur_owned, urgent_fd, uch);
+    if (!rec.ok()) {
+      s = make_error(Errc::kIo, "the connection to the target was lost (" + why +
+                                    ") and could not be re-established within " +
+                                    std::to_string(o.resume_timeout.count() / 1000) +
+                                    " s: " + rec.error().message);
+      break;
+    }
+    cur = cur_owned.get();
+    ++recoveries;
+    std::fprintf(stderr,
+                 "constmig: connection re-established (epoch %d): %llu pages to send again\n",
+                 recoveries.load() + 1, static_cast<unsigned long long>(*rec));
+    // The stream starts over at page 0: pages the target has stay claimed and are skipped.
+    s = ok_status();
+    worker_err.reset();
+    verdict_err = Error{Errc::kIo, "no verdict from the target"};
+    stop_stream = false;
+    stream_over = false;
+    link_lost = false;
+    manifest_sent = false;
+    cursor = 0;
+    chunk = min_chunk;
+    pushed -= std::min<uint64_t>(pushed.load(), *rec);
   }
-  const uint64_t sent = ch.bytes_sent() + (uch ? uch->bytes_sent() : 0);
+  st["pages-pushed"] = pushed.load();
+  st["zero-pages"] = zero_pages.load();
+  const uint64_t sent = earlier_bytes + cur->bytes_sent() + (uch ? uch->bytes_sent() : 0);
   st["transferred"] = sent;
   st["precopy-bytes"] = 0;
   st["downtime-bytes"] = downtime_bytes;
@@ -822,7 +1004,10 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
   st["postcopy-requests"] = requests.load();
   st["postcopy-pages"] = urgent_pages.load();
   st["urgent-frames"] = urgent_frames.load();
-  if (live) st["target-went-live"] = target_live.load();
+  if (live) {
+    st["target-went-live"] = target_live.load();
+    st["recoveries"] = recoveries.load();
+  }
   if (!target_stats.empty()) st["target"] = target_stats;
 
   if (verdict && verdict->header.type == FrameType::kCommit) {
@@ -915,8 +1100,19 @@ class LiveRestore {
     return tracker_->arm();
   }
 
-  // Page requests go on `ch` from now on (the urgent connection; before the app goes live).
+  // Page requests go on `ch` from now on (the urgent connection; or a recovery's new one).
   void use_channel(Channel& ch) { ch_ = &ch; }
+
+  // After a recovery: the requests sent on the lost connection may never have arrived; asks
+  // again for every granule requested and not complete (the source answers each page once).
+  void resend_requests() {
+    for (uint64_t g = 0; g < granules_; ++g) {
+      if (!requested_[g].load() || complete(g)) continue;
+      std::vector<uint8_t> p;
+      if (!wire::encode_page_request({g * gpages_, pages_in(g)}, p).ok()) continue;
+      (void)ch_.load()->send_urgent(FrameType::kPageRequest, p);
+    }
+  }
 
   // The output of MigImportPages: u32 installed, u32 n, n x (u64 first, u32 run).
   Status installed(ByteView out) {
@@ -1005,7 +1201,7 @@ class LiveRestore {
       ++requests_;
       // If the link is down the migration fails on the receiving side and the process ends;
       // until then this thread waits like the faulting one.
-      (void)ch_->send_urgent(FrameType::kPageRequest, p);
+      (void)ch_.load()->send_urgent(FrameType::kPageRequest, p);
     }
     std::unique_lock lk(mu_);
     cv_.wait(lk, [&] { return complete(g) || failed_.load(); });
@@ -1062,7 +1258,7 @@ class LiveRestore {
     return s;
   }
 
-  Channel* ch_;  // where page requests go: the urgent connection once there is one
+  std::atomic<Channel*> ch_;  // where page requests go: the urgent connection once there is one
   uint64_t pages_;
   uint32_t gpages_;
   uint64_t granules_;
@@ -1158,6 +1354,80 @@ Result<std::pair<int, std::unique_ptr<Channel>>> accept_urgent(int listen_fd,
   }
 }
 
+// A lost link (as opposed to bad data): what a live migration may recover from.
+bool link_error(const Error& e) {
+  return e.code == Errc::kIo || e.code == Errc::kTimeout;
+}
+
+// Target, live mode, after the link was lost: waits on o.listen_fd (up to o.resume_timeout) for
+// the source's new connection, whose first frame must be RESUME; the enclave moves to the next
+// epoch's keys and seals the bitmap of the pages it has; then a new urgent connection.
+Status await_resume(platform::Enclave& e, const MigrateOptions& o, uint64_t pages, int epoch,
+                    FdCloser& main_fd, std::unique_ptr<Channel>& main, FdCloser& urgent_fd,
+                    std::unique_ptr<Channel>& uch) {
+  auto deadline = Clock::now() + o.resume_timeout;
+  std::string last = "no connection arrived";
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) return make_error(Errc::kTimeout, last);
+    pollfd p{o.listen_fd, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(std::min<long>(left.count(), 1000))) <= 0) continue;
+    int fd = ::accept4(o.listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) continue;
+    auto fc = std::make_unique<FdCloser>();
+    fc->fd = fd;
+    int one = 1;
+    (void)::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    set_send_timeout(fd, o.io_timeout);
+    std::string cap =
+        o.capture_path.empty() ? std::string() : o.capture_path + ".e" + std::to_string(epoch);
+    auto nch = std::make_unique<Channel>(fd, cap, wire::Direction::kTargetToSource);
+    auto f = nch->recv(std::min(left, std::chrono::milliseconds(5000)));
+    if (!f.ok() || f->header.type != FrameType::kResume) {
+      last = f.ok() ? "a connection that did not start with RESUME" : f.error().message;
+      continue;
+    }
+    auto out = e.call(abi::kEcallMigResumeAccept, f->payload, 4096 + pages / 8);
+    if (!out.ok()) {
+      last = "recovery refused: " + out.error().message;
+      send_error(*nch, out.error());
+      nch->drain(std::chrono::milliseconds(500));
+      continue;
+    }
+    ByteReader r(*out);
+    uint32_t n = r.u32();
+    ByteView resume = r.bytes(n);
+    ByteView state = r.bytes(r.ok() ? r.remaining() : 0);
+    if (!r.ok() || n != wire::kResumeSize) {
+      return make_error(Errc::kInternal, "MigResumeAccept: malformed enclave output");
+    }
+    std::random_device rd;
+    char hex[33];
+    std::snprintf(hex, sizeof hex, "%08x%08x%08x%08x", rd(), rd(), rd(), rd());
+    std::string token = hex;
+    std::string tj = nlohmann::json{{"urgent-token", token}}.dump(
+        -1, ' ', false, nlohmann::json::error_handler_t::replace);
+    Status ss = nch->send(FrameType::kStats, as_bytes_view(tj));
+    if (ss.ok()) ss = nch->send(FrameType::kResume, resume);
+    if (ss.ok()) ss = nch->send(FrameType::kResumeState, state);
+    if (!ss.ok()) {
+      last = ss.error().message;
+      continue;
+    }
+    auto u = accept_urgent(o.listen_fd, token, cap, o.io_timeout);
+    if (!u.ok()) {
+      last = u.error().message;
+      continue;
+    }
+    urgent_fd.fd = u->first;
+    uch = std::move(u->second);
+    main_fd.fd = fc->fd;
+    fc->fd = -1;
+    main = std::move(nch);
+    return ok_status();
+  }
+}
+
 MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat, HostApp& app,
                             int fd, const MigrateOptions& o, const ProgressFn& progress) {
   MigrationOutcome out;
@@ -1165,6 +1435,11 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
   st["role"] = "target";
   auto t_start = Clock::now();
   Channel ch(fd, o.capture_path, wire::Direction::kTargetToSource);
+  // The main connection in use: `ch` until a live-mode recovery replaces it. Replaced channels
+  // (and their sockets) stay alive until the end: a waiting fetch may still hold one.
+  std::atomic<Channel*> cur{&ch};
+  std::vector<std::unique_ptr<Channel>> retired;
+  std::vector<std::unique_ptr<FdCloser>> retired_fds;
   Reporter report(progress);
   FdCloser urgent_fd;  // live mode: the urgent connection (after `uch`, which uses it)
   std::unique_ptr<Channel> uch;
@@ -1181,22 +1456,22 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
   // A tracker thread that cannot go on: give the source its abort token before the process dies.
   auto on_fatal = [&](const Error& err) {
     auto tok = mcall(e, abi::kEcallMigMakeAbort, {});
-    send_error(ch, err);
-    if (tok.ok()) (void)ch.send(FrameType::kAbort, *tok);
+    send_error(*cur, err);
+    if (tok.ok()) (void)cur.load()->send(FrameType::kAbort, *tok);
   };
 
   // Any failure: the enclave refuses to run; give the source an abort token if we can.
   auto refuse = [&](const Error& err) {
     if (!app_resumed) stop_urgent();  // (after the app resumed, this process ends below)
     auto tok = mcall(e, abi::kEcallMigMakeAbort, {});
-    send_error(ch, err);
-    if (tok.ok()) (void)ch.send(FrameType::kAbort, *tok);
+    send_error(*cur, err);
+    if (tok.ok()) (void)cur.load()->send(FrameType::kAbort, *tok);
     if (app_resumed) {
       // The app already ran here and threads may wait for pages that will never come. They must
       // not run on, so this process ends now; the source resumes from its frozen state with the
       // abort token (what the app did here since the stop is lost with it).
       if (lr) lr->fail();
-      ch.drain(std::chrono::seconds(2));
+      cur.load()->drain(std::chrono::seconds(2));
       std::fprintf(stderr,
                    "constmig: the live migration was refused after the target resumed the app: "
                    "%s\n"
@@ -1221,6 +1496,7 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
     return out;
   }
   const bool live = mode == wire::Mode::kConstMig;
+  if (live) set_send_timeout(fd, o.io_timeout);
   st["mode"] = std::string(wire::mode_name(mode));
   Tracker tracker = Tracker::kFault;
   uint32_t granule_pages = 16;
@@ -1427,7 +1703,11 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
     }
   };
   std::vector<std::thread> ts;
-  for (int i = 0; i < std::max(1, o.workers); ++i) ts.emplace_back(worker);
+  auto start_workers = [&] {
+    closing = false;
+    ts.clear();
+    for (int i = 0; i < std::max(1, o.workers); ++i) ts.emplace_back(worker);
+  };
   auto stop_workers = [&] {
     {
       std::lock_guard lk(qmu);
@@ -1445,7 +1725,12 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
   std::condition_variable ucv;
   bool urgent_done = false;
   std::optional<Error> uerr;
-  if (uch) {
+  std::atomic<bool> urgent_lost{false};
+  auto start_urgent = [&] {
+    urgent_done = false;
+    uerr.reset();
+    urgent_stop = false;
+    urgent_lost = false;
     urgent_rx = std::thread([&] {
       Status us;
       while (!urgent_stop) {
@@ -1456,6 +1741,7 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
             us = make_error(f.error().code, "urgent connection: " + f.error().message);
           break;
         }
+        if (urgent_stop) break;
         FrameType t = f->header.type;
         if (t == FrameType::kPages && (f->header.flags & wire::kFlagUrgent)) {
           ++urgent_frames;
@@ -1481,56 +1767,117 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
       }
       ucv.notify_all();
       if (!us.ok()) {
-        {
+        if (link_error(us.error())) {
+          urgent_lost = true;  // the main receiver wakes up and waits for the source to return
+        } else {
           std::lock_guard lk(qmu);
           if (!werr) werr = us.take_error();
           closing = true;
         }
         qcv.notify_all();
-        ch.shutdown_read();  // the main receiver wakes up and refuses with this error
+        cur.load()->shutdown_read();  // wakes the main receiver; it can still send (ABORT)
       }
     });
-  }
+  };
   std::optional<OwnedFrame> manifest;
   Status s;
   uint64_t frames = 0;
-  while (s.ok()) {
-    auto f = ch.recv(o.io_timeout);
-    if (!f.ok()) {
-      s = f.take_error();
-      break;
+  int recoveries = 0;
+  for (;;) {
+    start_workers();
+    if (uch) start_urgent();
+    while (s.ok()) {
+      auto f = cur.load()->recv(o.io_timeout);
+      if (!f.ok()) {
+        s = f.take_error();
+        break;
+      }
+      {
+        std::lock_guard lk(qmu);
+        if (werr) break;
+      }
+      FrameType t = f->header.type;
+      if (t == FrameType::kPages && (f->header.flags & wire::kFlagUrgent)) {
+        ++urgent_frames;
+        s = import(f->payload);
+      } else if (t == FrameType::kPages) {
+        std::unique_lock lk(qmu);
+        qcv.wait(lk, [&] { return queue.size() < qcap || closing; });
+        if (closing) break;
+        queue.push_back(std::move(f->payload));
+        lk.unlock();
+        qcv.notify_all();
+        if (++frames % 64 == 0) report("heap-stream", pages, installed.load());
+      } else if (t == FrameType::kManifest) {
+        manifest = std::move(f).value();
+        break;
+      } else if (t == FrameType::kStats) {
+        continue;
+      } else if (t == FrameType::kError) {
+        auto er = wire::decode_error(f->payload);
+        s = make_error(Errc::kState,
+                       "source reported: " + (er.ok() ? er->message : std::string("?")));
+      } else {
+        s = make_error(Errc::kFormat,
+                       "unexpected " + wire::frame_type_name(t) + " during the heap stream");
+      }
     }
+    stop_workers();
+    // Live mode: a lost connection (either one) after the app resumed is not the end: the app
+    // keeps running (threads that need a missing page wait) while the source reconnects.
+    bool lost = !manifest && live && app_resumed && o.listen_fd >= 0 &&
+                o.resume_timeout.count() > 0 && (urgent_lost || (!s.ok() && link_error(s.error())));
     {
       std::lock_guard lk(qmu);
-      if (werr) break;
+      if (werr) lost = false;
     }
-    FrameType t = f->header.type;
-    if (t == FrameType::kPages && (f->header.flags & wire::kFlagUrgent)) {
-      ++urgent_frames;
-      s = import(f->payload);
-    } else if (t == FrameType::kPages) {
-      std::unique_lock lk(qmu);
-      qcv.wait(lk, [&] { return queue.size() < qcap || closing; });
-      if (closing) break;
-      queue.push_back(std::move(f->payload));
-      lk.unlock();
-      qcv.notify_all();
-      if (++frames % 64 == 0) report("heap-stream", pages, installed.load());
-    } else if (t == FrameType::kManifest) {
-      manifest = std::move(f).value();
-      break;
-    } else if (t == FrameType::kStats) {
+    if (lost) {
+      stop_urgent();
+      std::string why = s.ok() ? std::string("urgent connection lost") : s.error().message;
+      std::fprintf(
+          stderr,
+          "constmig: connection to the source lost (%s); the app keeps running, waiting up "
+          "to %lld s for the source to reconnect\n",
+          why.c_str(), static_cast<long long>(o.resume_timeout.count() / 1000));
+      report("waiting for the source to reconnect", pages, installed.load());
+      std::unique_ptr<Channel> nmain, nurg;
+      auto nmain_fd = std::make_unique<FdCloser>(), nurg_fd = std::make_unique<FdCloser>();
+      Status rs = await_resume(e, o, pages, recoveries + 2, *nmain_fd, nmain, *nurg_fd, nurg);
+      if (!rs.ok()) {
+        // No source, no abort token to give: this process ends with the app, serving nothing
+        // built on a partial heap; the source (if alive) stays FROZEN for the operator.
+        if (lr) lr->fail();
+        std::fprintf(stderr,
+                     "constmig: the source did not come back within %lld s after the connection "
+                     "was lost (%s): stopping the app; nothing built on the partial heap is "
+                     "served\n",
+                     static_cast<long long>(o.resume_timeout.count() / 1000),
+                     rs.error().message.c_str());
+        std::fflush(stderr);
+        std::_Exit(4);
+      }
+      if (uch) retired.push_back(std::move(uch));
+      retired_fds.push_back(std::make_unique<FdCloser>());
+      std::swap(retired_fds.back()->fd, urgent_fd.fd);
+      retired_fds.push_back(std::move(nmain_fd));  // closed at the end, after the channels
+      retired_fds.push_back(std::move(nurg_fd));
+      Channel* nm = nmain.get();
+      retired.push_back(std::move(nmain));
+      cur = nm;
+      uch = std::move(nurg);
+      if (lr) {
+        lr->use_channel(uch ? *uch : *nm);
+        lr->resend_requests();
+      }
+      ++recoveries;
+      std::fprintf(stderr, "constmig: the source reconnected (epoch %d); the heap stream goes on\n",
+                   recoveries + 1);
+      s = ok_status();
       continue;
-    } else if (t == FrameType::kError) {
-      auto er = wire::decode_error(f->payload);
-      s = make_error(Errc::kState,
-                     "source reported: " + (er.ok() ? er->message : std::string("?")));
-    } else {
-      s = make_error(Errc::kFormat,
-                     "unexpected " + wire::frame_type_name(t) + " during the heap stream");
     }
-  }
-  stop_workers();
+    break;
+  }  // recovery loop
+  st["recoveries"] = recoveries;
   if (s.ok() && manifest && uch) {
     // Every urgent answer the source sent before the manifest must be in before it is checked.
     std::unique_lock lk(umu);
@@ -1595,8 +1942,8 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
     small.erase("population-timeline");
     js = small.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   }
-  (void)ch.send(FrameType::kStats, as_bytes_view(js));
-  Status cs = ch.send(FrameType::kCommit, *commit);
+  (void)cur.load()->send(FrameType::kStats, as_bytes_view(js));
+  Status cs = cur.load()->send(FrameType::kCommit, *commit);
   if (!cs.ok()) st["commit-send-error"] = cs.error().message;  // source stays frozen, never resumes
   out.kind = MigrationOutcome::kCommitted;
   report("completed", pages, installed.load());

@@ -33,6 +33,8 @@ enum class Fault {
   kOversizeLength,     // a frame header announcing a 1 GiB payload
   kEarlierMigration,   // inject a PAGES frame recorded from an earlier migration
   kCorruptUrgent,      // live mode: flip a ciphertext byte of the first answer to a page request
+  kOldEpochReplay,     // live mode with --cut-at: after the recovery, resend a PAGES payload
+                       // sealed under the previous epoch's keys
 };
 Result<Fault> parse_fault(const std::string& name);
 
@@ -42,8 +44,8 @@ std::string fault_names();
 
 // How a live (ConstMig) target keeps the app off heap pages that have not arrived yet.
 enum class Tracker {
-  kFault,  // mprotect + SIGSEGV on the secret heap (default; SGX-like: EAUG'd memory stays secret)
-  kUffd,   // userfaultfd + UFFDIO_COPY; the target heap becomes ordinary anonymous memory
+  kFault,   // mprotect + SIGSEGV on the secret heap (default; SGX-like: EAUG'd memory stays secret)
+  kUffd,    // userfaultfd + UFFDIO_COPY; the target heap becomes ordinary anonymous memory
   kAccess,  // Access Tracker: the enclave's compiled-in checks and its own restored-bitmap guard
             // the heap (image built with TRACKER access); no page faults, no host protection
 };
@@ -59,14 +61,18 @@ struct MigrateOptions {
   uint32_t batch_pages = 0;     // pages per PAGES frame (<= 1024); 0 = auto_batch_pages
   std::chrono::milliseconds quiesce_timeout{10000};
   std::chrono::milliseconds io_timeout{60000};
-  std::string capture_path;    // record the stream this side SENDS (constmig inspect); live mode
-                               // records the urgent connection's frames in <capture_path>.urgent
+  std::string capture_path;  // record the stream this side SENDS (constmig inspect); live mode
+                             // records the urgent connection's frames in <capture_path>.urgent
   // Live mode's urgent connection (page requests and their answers, so that they never queue
   // behind the heap stream in either side's socket buffers; QEMU's postcopy-preempt channel).
   // Source: the address it connects the urgent connection to (the target's listen address).
   // Target: the listening socket it accepts that connection on (-1: one connection for all).
   std::string urgent_to;
   int listen_fd = -1;
+  // Live mode: after a lost connection, how long the source keeps reconnecting (to urgent_to)
+  // and the target waits for it on listen_fd before giving up (0 = no recovery).
+  std::chrono::milliseconds resume_timeout{30000};
+  int cut_at_percent = 0;  // source, TESTING ONLY: drop both connections at this % of the stream
   Fault fault = Fault::kNone;  // source only, tests only
   std::string replay_capture;  // kEarlierMigration: a capture of an earlier source stream
 };

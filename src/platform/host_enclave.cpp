@@ -49,10 +49,11 @@ std::string errno_str(int e) {
 
 std::string runtime_ecall_name(uint32_t id) {
   static const char* const kMig[] = {
-      "MigHello",       "MigPeer",      "MigConfirm",     "MigFreeze",        "MigSealHostState",
-      "MigExportPages", "MigManifest",  "MigImportSmall", "MigOpenHostState", "MigImportPages",
-      "MigFinish",      "MigMakeAbort", "MigCommit",      "MigAbort",         "MigForceResume",
-      "MigReset",       "MigStatus",    "MigGoLive"};
+      "MigHello",        "MigPeer",      "MigConfirm",     "MigFreeze",        "MigSealHostState",
+      "MigExportPages",  "MigManifest",  "MigImportSmall", "MigOpenHostState", "MigImportPages",
+      "MigFinish",       "MigMakeAbort", "MigCommit",      "MigAbort",         "MigForceResume",
+      "MigReset",        "MigStatus",    "MigGoLive",      "MigResumeHello",   "MigResumeAccept",
+      "MigResumeConfirm"};
   static_assert(std::size(kMig) == abi::kEcallMigLast - abi::kEcallMigFirst + 1,
                 "a name for every migration ECALL");
   if (id >= abi::kEcallMigFirst && id <= abi::kEcallMigLast) return kMig[id - abi::kEcallMigFirst];

@@ -482,6 +482,103 @@ def case_live_small_granules():
     check(status(tc)["app_stats"]["last_error"] == "", "oracle passes on the target")
 
 
+def live_only():
+    if not live():
+        print("SKIP: live mode only")
+        raise SystemExit(77)
+
+
+def run_recover_cut(pct):
+    """Live only: both connections drop once pct% of the heap has streamed (while 3 threads touch
+    random pages on the target): the source reconnects by itself, both enclaves move to fresh keys
+    (next epoch), the stream goes on from the target's bitmap, the migration commits and the
+    oracle (every page's checksum) passes on the target."""
+    live_only()
+    setup_hosts()
+    port = free_port()
+    src, sc = start_source("pagecounter", ["--pages", "96", "--max-memory", "256M", "--io-threads", "3"])
+    wait_for(lambda: pagecounter_ok(sc)[0], 60, "source oracle check")
+    tgt, tc = start_target("pagecounter", ["--max-memory", "256M", "--io-threads", "3",
+                                           "--resume-timeout", "30"], port)
+    cap = os.path.join(TMP, "s.cap")
+    rc, stats, err = migrate(sc, port, "--cut-at", str(pct), "--capture", cap)
+    check(rc == 0, f"migrate succeeded after the cut (rc={rc}) {err[-400:]}")
+    check(stats.get("recoveries", 0) >= 1, f"the source reconnected ({stats.get('recoveries')} recoveries)")
+    t = stats.get("target", {})
+    check(t.get("recoveries", 0) >= 1, f"the target took the new connection ({t.get('recoveries')} recoveries)")
+    check("cutting both connections" in log_of(src), "the cut happened (source log)")
+    check(t.get("pages-installed") == t.get("heap-bytes", -1) // 4096,
+          f"every heap page installed exactly once: {t.get('pages-installed')} pages")
+    check(os.path.exists(cap + ".e2"), "the recovery connection is a new, captured stream")
+    r = subprocess.run([os.path.join(BIN, "constmig"), "inspect", cap + ".e2"], capture_output=True, text=True)
+    check(r.returncode == 0 and "RESUME" in r.stdout, "inspect decodes its RESUME frame")
+    before = status(tc)["app_stats"]
+    wait_for(lambda: pagecounter_ok(tc, before["checks_passed"] + 1)[0], 60, "oracle check on the target")
+    check(status(tc)["app_stats"]["last_error"] == "", "oracle passes on the target: no page lost or stale")
+    wait_for(lambda: src.poll() is not None, 30, "source to exit (committed)")
+
+
+def case_recover_cut_10():
+    run_recover_cut(10)
+
+
+def case_recover_cut_50():
+    run_recover_cut(50)
+
+
+def case_recover_cut_90():
+    run_recover_cut(90)
+
+
+def case_recover_rejects_old_epoch():
+    """Live only: after a recovery the source's host re-sends a PAGES batch sealed under the first
+    epoch's keys: the target refuses it (it never accepts pages of an older epoch), the source
+    gets the abort token and resumes with all its data."""
+    live_only()
+    setup_hosts()
+    port = free_port()
+    src, sc = start_source("pagecounter", ["--pages", "96", "--max-memory", "256M", "--io-threads", "2"])
+    tgt, tc = start_target("pagecounter", ["--max-memory", "256M", "--resume-timeout", "30"], port)
+    rc, stats, err = migrate(sc, port, "--cut-at", "50", "--fault", "old-epoch-replay")
+    check(rc != 0, "the migration did not complete")
+    wait_for(lambda: tgt.poll() is not None, 30, "target to exit")
+    tlog = log_of(tgt)
+    check("reconnected" in tlog, "the recovery itself succeeded")
+    check("failed authentication" in tlog, "target refused the old-epoch page ('failed authentication')")
+    check(stats is not None and stats.get("status") == "aborted",
+          f"source got the abort token and resumed (status={stats and stats.get('status')})")
+    s0 = status(sc)["app_stats"]["checks_passed"]
+    wait_for(lambda: pagecounter_ok(sc, s0 + 2)[0], 30, "source oracle keeps passing after resume")
+
+
+def case_recover_source_killed():
+    """Live only: the link drops mid-stream and the source dies before it can reconnect: the target
+    waits its --resume-timeout, then stops the app with a clear error (it never serves on the
+    partial heap)."""
+    live_only()
+    setup_hosts()
+    port = free_port()
+    src, sc = start_source("pagecounter", ["--pages", "96", "--max-memory", "256M", "--io-threads", "2"])
+    tgt, tc = start_target("pagecounter", ["--max-memory", "256M", "--io-threads", "2",
+                                           "--resume-timeout", "3"], port)
+    # --resume-timeout 0: this source does not reconnect (so it cannot win the race with the kill).
+    m = subprocess.Popen(migrate_cmd(sc, f"127.0.0.1:{port}", "--cut-at", "40", "--resume-timeout", "0"),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: "cutting both connections" in log_of(src), 60, "the cut")
+        src.kill()
+        src.wait()
+        check(True, "source killed (SIGKILL) after the cut")
+        wait_for(lambda: tgt.poll() is not None, 30, "target to stop")
+    finally:
+        m.kill()
+        m.wait()
+    tlog = log_of(tgt)
+    check(tgt.returncode != 0, f"target exited with status {tgt.returncode}")
+    check("did not come back" in tlog and "nothing built on the partial heap is served" in tlog,
+          "target says why it stopped the app")
+
+
 def case_chain_migration():
     """A -> B -> C: a target that received an enclave can send it on (same oracle state)."""
     setup_hosts(names=("a", "b", "c"))

@@ -112,7 +112,7 @@ TEST(WireHeader, BadMagicVersionCrcTypeFlags) {
   fix_crc(b.data());
   r = decode_header(b, 0);
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.error().message.find("unknown frame type 99, expected 1..11"), std::string::npos)
+  EXPECT_NE(r.error().message.find("unknown frame type 99, expected 1..13"), std::string::npos)
       << msg(r);
   b[5] = 0;
   fix_crc(b.data());
@@ -729,6 +729,55 @@ TEST(WireAad, LayoutBindsEveryField) {
   EXPECT_EQ(n[3], 0);
   EXPECT_EQ(n[4], 0x08);
   EXPECT_EQ(n[11], 0x01);
+}
+
+TEST(WirePayloads, ResumeRoundTripAndStrictness) {
+  Resume r;
+  r.role = Role::kSource;
+  for (size_t i = 0; i < r.mig_id.size(); ++i) r.mig_id[i] = static_cast<uint8_t>(i + 1);
+  r.epoch = 2;
+  r.x25519_public.fill(0x11);
+  r.nonce.fill(0x22);
+  r.mac.fill(0x33);
+  std::vector<uint8_t> p;
+  ASSERT_TRUE(encode_resume(r, p).ok());
+  ASSERT_EQ(p.size(), kResumeSize);
+  // The MAC covers everything before it.
+  auto body = resume_mac_input(r);
+  ASSERT_EQ(body.size() + kMacSize, p.size());
+  EXPECT_TRUE(std::equal(body.begin(), body.end(), p.begin()));
+  auto d = decode_resume(p);
+  ASSERT_TRUE(d.ok()) << msg(d);
+  EXPECT_EQ(d->role, Role::kSource);
+  EXPECT_EQ(d->mig_id, r.mig_id);
+  EXPECT_EQ(d->epoch, 2u);
+  EXPECT_EQ(d->x25519_public, r.x25519_public);
+  EXPECT_EQ(d->nonce, r.nonce);
+  EXPECT_EQ(d->mac, r.mac);
+  auto bad = [&](size_t off, uint8_t v, const char* what) {
+    auto q = p;
+    q[off] = v;
+    auto x = decode_resume(q);
+    ASSERT_FALSE(x.ok()) << what;
+    EXPECT_EQ(x.error().code, Errc::kFormat);
+    EXPECT_NE(x.error().message.find(what), std::string::npos) << x.error().message;
+  };
+  bad(0, 3, "unknown role 3");
+  bad(1, 1, "reserved");
+  bad(20, 1, "epoch 1");  // epoch 1 is the handshake's: a recovery proposes 2 or more
+  auto q = p;
+  q.pop_back();
+  EXPECT_FALSE(decode_resume(q).ok());
+  r.epoch = kMaxEpoch + 1;
+  EXPECT_EQ(encode_resume(r, p).error().code, Errc::kInvalidArgument);
+  // As frames: RESUME both ways, RESUME_STATE (sealed) target->source only, length-bounded.
+  EXPECT_TRUE(frame_allowed(FrameType::kResume, Direction::kSourceToTarget));
+  EXPECT_TRUE(frame_allowed(FrameType::kResume, Direction::kTargetToSource));
+  EXPECT_FALSE(frame_allowed(FrameType::kResumeState, Direction::kSourceToTarget));
+  EXPECT_TRUE(is_sealed_type(FrameType::kResumeState));
+  EXPECT_EQ(max_payload_len(FrameType::kResumeState), kSealedOverhead + 8 + kMaxHeapPages / 8);
+  EXPECT_EQ(frame_type_name(FrameType::kResumeState), "RESUME_STATE");
+  EXPECT_EQ(record_kind_for(FrameType::kResumeState), RecordKind::kResumeState);
 }
 
 }  // namespace

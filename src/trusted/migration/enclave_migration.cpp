@@ -7,6 +7,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <shared_mutex>
 #include <vector>
 
 #include "common/bytes.h"
@@ -26,7 +27,7 @@ namespace crypto = constmig::trusted::crypto;
 namespace at = constmig::trusted::at;
 using Key32 = std::array<uint8_t, 32>;
 
-constexpr uint32_t kEpoch = 1;
+constexpr uint32_t kFirstEpoch = 1;
 constexpr size_t kMaxTrustKeys = 1024;
 
 // One migration's state. Lives in the per-instance arena; pointed to by an instance global.
@@ -40,7 +41,15 @@ struct Context {
   std::vector<uint8_t> own_binding;  // our HELLO with the quote zeroed
   std::array<uint8_t, 16> mig_id{};
   Key32 k_s2t{}, k_t2s{}, confirm_own{}, confirm_peer{};
-  std::atomic<uint64_t> nonce_send{0};  // counter for the key we send with
+  // Epoch of the keys in use (page and record AADs carry it). A live-mode recovery after a lost
+  // connection (MigResume*) moves both enclaves to fresh keys and a greater epoch; page export
+  // and import hold keys_mu shared, a key switch holds it exclusively.
+  uint32_t epoch = kFirstEpoch;
+  std::shared_mutex keys_mu;
+  std::optional<crypto::X25519KeyPair> resume_kp;  // source: our half of a pending recovery
+  std::vector<uint8_t> resume_own;                 // source: our RESUME without its MAC
+  uint32_t resume_proposed = kFirstEpoch;          // source: highest epoch proposed so far
+  std::atomic<uint64_t> nonce_send{0};             // counter for the key we send with
   // Last nonce counter accepted per receive direction is not needed: each record is
   // identified by (kind, index) in its AAD and accepted at most once (bitmaps / states).
   std::unique_ptr<crypto::Aead> aead_slots_seal[abi::kMaxThreadSlots];
@@ -160,7 +169,7 @@ Status seal_record(Context& m, uint32_t slot, wire::FrameType type, ByteView pla
   if (!kind) return make_error(Errc::kInternal, "not a sealed frame type");
   CM_ASSIGN_OR_RETURN(crypto::Aead * aead, slot_aead(m, slot, true));
   uint64_t nonce = m.nonce_send.fetch_add(1) + 1;
-  wire::Aad aad = wire::record_aad(m.mig_id, *kind, kEpoch, 0, 1, 0);
+  wire::Aad aad = wire::record_aad(m.mig_id, *kind, m.epoch, 0, 1, 0);
   std::vector<uint8_t> ct(plaintext.size());
   std::array<uint8_t, 16> tag{};
   CM_TRY(aead->seal(wire::gcm_nonce(nonce), aad, plaintext, ct.data(), tag));
@@ -180,7 +189,7 @@ Result<std::vector<uint8_t>> open_record(Context& m, uint32_t slot, wire::FrameT
                       "unexpected record numbering in " + wire::frame_type_name(type));
   }
   CM_ASSIGN_OR_RETURN(crypto::Aead * aead, slot_aead(m, slot, false));
-  wire::Aad aad = wire::record_aad(m.mig_id, *kind, kEpoch, 0, 1, 0);
+  wire::Aad aad = wire::record_aad(m.mig_id, *kind, m.epoch, 0, 1, 0);
   std::vector<uint8_t> pt(r.ciphertext.size());
   std::array<uint8_t, 16> tag{};
   std::memcpy(tag.data(), r.tag.data(), tag.size());
@@ -483,6 +492,7 @@ int32_t mig_export_pages(Context& m, Call& c) {
   if (first >= m.pages || count > m.pages - first) {
     return fail(c, abi::kEcallBadInput, "MigExportPages: pages outside the heap layout");
   }
+  std::shared_lock keys(m.keys_mu);
   auto aead = slot_aead(m, c.slot, true);
   if (!aead.ok()) return fail(c, aead.error());
   const uint8_t* heap_base = reinterpret_cast<const uint8_t*>(boot_page().heap_base);
@@ -491,7 +501,7 @@ int32_t mig_export_pages(Context& m, Call& c) {
   auto seal_zero_run = [&](uint64_t at, uint32_t run) -> Status {
     uint64_t nonce = m.nonce_send.fetch_add(1) + 1;
     CM_ASSIGN_OR_RETURN(MutableByteView tag, b.add_zero_run(at, run, nonce));
-    wire::Aad aad = wire::page_aad(m.mig_id, at, kEpoch, wire::PageKind::kZero, run);
+    wire::Aad aad = wire::page_aad(m.mig_id, at, m.epoch, wire::PageKind::kZero, run);
     std::array<uint8_t, 16> t{};
     CM_TRY((*aead)->seal(wire::gcm_nonce(nonce), aad, {}, nullptr, t));
     std::memcpy(tag.data(), t.data(), t.size());
@@ -502,7 +512,7 @@ int32_t mig_export_pages(Context& m, Call& c) {
   auto seal_data = [&](uint64_t at) -> Status {
     uint64_t nonce = m.nonce_send.fetch_add(1) + 1;
     CM_ASSIGN_OR_RETURN(wire::PagesBuilder::DataSlot slot, b.add_data(at, nonce));
-    wire::Aad aad = wire::page_aad(m.mig_id, at, kEpoch, wire::PageKind::kData);
+    wire::Aad aad = wire::page_aad(m.mig_id, at, m.epoch, wire::PageKind::kData);
     std::array<uint8_t, 16> t{};
     CM_TRY((*aead)->seal(wire::gcm_nonce(nonce), aad,
                          ByteView(heap_base + at * abi::kPageSize, abi::kPageSize),
@@ -571,7 +581,7 @@ int32_t mig_manifest(Context& m, Call& c) {
   wire::ManifestBody body;
   body.page_count = m.pages;
   body.heap_top = m.heap_top;
-  body.epoch = kEpoch;
+  body.epoch = m.epoch;
   body.digest = zero_digest(m);
   auto bytes = wire::encode_manifest_body(body);
   if (auto st = seal_record(m, c.slot, wire::FrameType::kManifest, bytes, c.out); !st.ok()) {
@@ -687,6 +697,7 @@ int32_t mig_import_pages(Context& m, Call& c) {
   if (auto st = wire::decode_pages(c.in, recs); !st.ok()) {
     return fail_target(m, c, st.error().message);
   }
+  std::shared_lock keys(m.keys_mu);
   auto aead = slot_aead(m, c.slot, false);
   if (!aead.ok()) return fail(c, aead.error());
   // Live mode: the app view of a page not yet restored is inaccessible (Fault Tracker); write
@@ -707,13 +718,13 @@ int32_t mig_import_pages(Context& m, Call& c) {
     std::array<uint8_t, 16> tag{};
     std::memcpy(tag.data(), p.tag.data(), tag.size());
     if (p.kind == wire::PageKind::kZero) {
-      wire::Aad aad = wire::page_aad(m.mig_id, p.index, kEpoch, wire::PageKind::kZero, p.run);
+      wire::Aad aad = wire::page_aad(m.mig_id, p.index, m.epoch, wire::PageKind::kZero, p.run);
       if (!(*aead)->open(wire::gcm_nonce(p.nonce), aad, {}, nullptr, tag).ok()) {
         return fail_target(
             m, c, "zero run at page " + std::to_string(p.index) + " failed authentication");
       }
     } else {
-      wire::Aad aad = wire::page_aad(m.mig_id, p.index, kEpoch, wire::PageKind::kData);
+      wire::Aad aad = wire::page_aad(m.mig_id, p.index, m.epoch, wire::PageKind::kData);
       if (!(*aead)->open(wire::gcm_nonce(p.nonce), aad, p.ciphertext, buf.data(), tag).ok()) {
         return fail_target(m, c,
                            "page " + std::to_string(p.index) +
@@ -763,7 +774,7 @@ int32_t mig_finish(Context& m, Call& c) {
   if (!pt.ok()) return fail_target(m, c, pt.error().message);
   auto body = wire::decode_manifest_body(*pt);
   if (!body.ok()) return fail_target(m, c, body.error().message);
-  if (body->page_count != m.pages || body->heap_top != m.heap_top || body->epoch != kEpoch) {
+  if (body->page_count != m.pages || body->heap_top != m.heap_top || body->epoch != m.epoch) {
     return fail_target(m, c, "manifest does not match the small state's heap layout");
   }
   uint64_t missing = 0, first_missing = 0;
@@ -850,6 +861,225 @@ int32_t mig_go_live(Context& m, Call& c) {
                  reinterpret_cast<const uint64_t*>(m.restored_words.get()));
   }
   m.state = abi::kMigLive;
+  return abi::kEcallOk;
+}
+
+// ---- live-mode recovery (docs/format.md "Recovery") -----------------------------------------
+//
+// After a lost connection in the heap stream the source stays FROZEN and the target LIVE; the
+// hosts connect again and the two enclaves of the same migration move to fresh keys and a
+// greater epoch: a new X25519 exchange whose RESUME messages are MACed with a key derived from
+// the current keys (only these two enclaves hold them: no new quote needed). The target then
+// reports, sealed under the new keys, which pages it has; the source exports again exactly the
+// pages it had claimed that never arrived. Frames of an older epoch no longer open.
+
+Key32 resume_mac(const Context& m, ByteView body, wire::Role from) {
+  std::array<uint8_t, 64> ikm{};
+  std::memcpy(ikm.data(), m.k_s2t.data(), 32);
+  std::memcpy(ikm.data() + 32, m.k_t2s.data(), 32);
+  const char* info = from == wire::Role::kSource ? "constmig v1 resume mac source"
+                                                 : "constmig v1 resume mac target";
+  Key32 mac{};
+  std::vector<uint8_t> salt(m.mig_id.begin(), m.mig_id.end());
+  salt.insert(salt.end(), body.begin(), body.end());
+  Status st = crypto::hkdf_sha256(ikm, salt, as_bytes_view(info), mac);
+  crypto::wipe(ikm);
+  if (!st.ok()) mac.fill(0);
+  return mac;
+}
+
+// New keys for the epoch: HKDF over the new shared secret, salted with the current keys and both
+// RESUME bodies (source's first). Switches keys and epoch; caller holds m.mu and keys_mu.
+Status switch_keys(Context& m, const crypto::X25519KeyPair& own, ByteView peer_pub,
+                   ByteView src_body, ByteView tgt_body, uint32_t epoch) {
+  if (peer_pub.size() != 32) return make_error(Errc::kSecurity, "RESUME: bad key");
+  std::array<uint8_t, 32> pk{};
+  std::memcpy(pk.data(), peer_pub.data(), 32);
+  CM_ASSIGN_OR_RETURN(auto shared, crypto::x25519_shared(own, pk));
+  std::vector<uint8_t> salt;
+  salt.insert(salt.end(), m.k_s2t.begin(), m.k_s2t.end());
+  salt.insert(salt.end(), m.k_t2s.begin(), m.k_t2s.end());
+  salt.insert(salt.end(), src_body.begin(), src_body.end());
+  salt.insert(salt.end(), tgt_body.begin(), tgt_body.end());
+  Key32 sh = crypto::sha256(salt);
+  crypto::wipe(salt);
+  std::array<uint8_t, 64> okm{};
+  static const char kInfo[] = "constmig v1 resume keys";
+  Status st = crypto::hkdf_sha256(shared, sh, as_bytes_view(kInfo), okm);
+  crypto::wipe(shared);
+  if (!st.ok()) return st;
+  std::memcpy(m.k_s2t.data(), okm.data(), 32);
+  std::memcpy(m.k_t2s.data(), okm.data() + 32, 32);
+  crypto::wipe(okm);
+  {
+    std::lock_guard lk(m.aead_mu);
+    for (auto& a : m.aead_slots_seal) a.reset();
+    for (auto& a : m.aead_slots_open) a.reset();
+  }
+  m.nonce_send = 0;  // a new key: counters start again
+  m.epoch = epoch;
+  return ok_status();
+}
+
+// Source: FROZEN in a live migration. out: RESUME payload proposing a new epoch.
+int32_t mig_resume_hello(Context& m, Call& c) {
+  std::lock_guard lk(m.mu);
+  if (m.role != wire::Role::kSource || m.state != abi::kMigFrozen ||
+      m.mode != wire::Mode::kConstMig || !c.in.empty()) {
+    return fail(c, abi::kEcallRefused,
+                "MigResumeHello: only a frozen live-migration source recovers a connection");
+  }
+  if (m.resume_proposed >= wire::kMaxEpoch) {
+    return fail(c, abi::kEcallRefused, "MigResumeHello: too many recoveries of this migration");
+  }
+  auto kp = crypto::x25519_generate();
+  if (!kp.ok()) return fail(c, kp.error());
+  wire::Resume r;
+  r.role = wire::Role::kSource;
+  r.mig_id = m.mig_id;
+  r.epoch = std::max(m.resume_proposed, m.epoch) + 1;
+  r.x25519_public = kp->pub;
+  if (auto st = crypto::random_bytes(r.nonce); !st.ok()) return fail(c, st.error());
+  m.resume_own = wire::resume_mac_input(r);
+  r.mac = resume_mac(m, m.resume_own, wire::Role::kSource);
+  m.resume_proposed = r.epoch;
+  m.resume_kp = std::move(kp).value();
+  if (auto st = wire::encode_resume(r, c.out); !st.ok()) return fail(c, st.error());
+  return abi::kEcallOk;
+}
+
+// Target: LIVE. in: the source's RESUME. Switches to the new epoch's keys. out: u32 n, our
+// RESUME payload (n bytes), RESUME_STATE payload (sealed under the new keys: u64 pages, bitmap).
+int32_t mig_resume_accept(Context& m, Call& c) {
+  std::lock_guard lk(m.mu);
+  if (int32_t rc; already_failed(m, c, &rc)) return rc;
+  if (m.role != wire::Role::kTarget || m.state != abi::kMigLive) {
+    return fail(c, abi::kEcallRefused,
+                std::string("MigResumeAccept: needs a live target (enclave is ") +
+                    state_name(m.state) + ")");
+  }
+  auto peer = wire::decode_resume(c.in);
+  if (!peer.ok()) return fail(c, abi::kEcallBadInput, peer.error().message);
+  std::vector<uint8_t> peer_body = wire::resume_mac_input(*peer);
+  // Refusals here do not fail the target: a stale or forged RESUME must not end the migration.
+  if (peer->role != wire::Role::kSource || !ct_equal(peer->mig_id, m.mig_id)) {
+    return fail(c, abi::kEcallBadInput, "RESUME is not from this migration's source");
+  }
+  if (!ct_equal(peer->mac, resume_mac(m, peer_body, wire::Role::kSource))) {
+    return fail(c, abi::kEcallBadInput,
+                "RESUME failed authentication (not from the enclave this migration started with)");
+  }
+  if (peer->epoch <= m.epoch) {
+    return fail(c, abi::kEcallBadInput,
+                "RESUME for epoch " + std::to_string(peer->epoch) + ", but epoch " +
+                    std::to_string(m.epoch) + " is already in use (a replayed RESUME)");
+  }
+  auto kp = crypto::x25519_generate();
+  if (!kp.ok()) return fail(c, kp.error());
+  wire::Resume r;
+  r.role = wire::Role::kTarget;
+  r.mig_id = m.mig_id;
+  r.epoch = peer->epoch;
+  r.x25519_public = kp->pub;
+  if (auto st = crypto::random_bytes(r.nonce); !st.ok()) return fail(c, st.error());
+  std::vector<uint8_t> own_body = wire::resume_mac_input(r);
+  r.mac = resume_mac(m, own_body, wire::Role::kTarget);
+  std::vector<uint8_t> own;
+  if (auto st = wire::encode_resume(r, own); !st.ok()) return fail(c, st.error());
+  std::unique_lock keys(m.keys_mu);  // no page import runs while the keys change
+  if (auto st = switch_keys(m, *kp, peer->x25519_public, peer_body, own_body, r.epoch); !st.ok()) {
+    return fail_target(m, c, "recovery key exchange: " + st.error().message);
+  }
+  std::vector<uint8_t> pt(8 + (m.pages + 7) / 8, 0);
+  std::memcpy(pt.data(), &m.pages, 8);
+  for (uint64_t i = 0; i < m.pages; ++i) {
+    if (m.page_bits[i].load() & 1) pt[8 + i / 8] |= static_cast<uint8_t>(1u << (i % 8));
+  }
+  ByteWriter w(c.out);
+  w.u32(static_cast<uint32_t>(own.size()));
+  w.bytes(own);
+  if (auto st = seal_record(m, c.slot, wire::FrameType::kResumeState, pt, c.out); !st.ok()) {
+    return fail_target(m, c, st.error().message);
+  }
+  return abi::kEcallOk;
+}
+
+// Source: in u32 n, the target's RESUME, RESUME_STATE payload. Switches to the new epoch and
+// releases every page it had claimed that the target does not have. out: u64 pages to resend.
+int32_t mig_resume_confirm(Context& m, Call& c) {
+  std::lock_guard lk(m.mu);
+  if (m.role != wire::Role::kSource || m.state != abi::kMigFrozen || !m.resume_kp) {
+    return fail(c, abi::kEcallRefused, "MigResumeConfirm: no recovery in progress");
+  }
+  ByteReader r(c.in);
+  uint32_t n = r.u32();
+  ByteView resume = r.bytes(n == wire::kResumeSize ? n : 0);
+  ByteView state = r.bytes(r.ok() ? r.remaining() : 0);
+  if (!r.ok() || n != wire::kResumeSize) {
+    return fail(c, abi::kEcallBadInput, "MigResumeConfirm: expected u32 n, RESUME, RESUME_STATE");
+  }
+  auto peer = wire::decode_resume(resume);
+  if (!peer.ok()) return fail(c, abi::kEcallBadInput, peer.error().message);
+  std::vector<uint8_t> peer_body = wire::resume_mac_input(*peer);
+  if (peer->role != wire::Role::kTarget || !ct_equal(peer->mig_id, m.mig_id) ||
+      peer->epoch != m.resume_proposed ||
+      !ct_equal(peer->mac, resume_mac(m, peer_body, wire::Role::kTarget))) {
+    return fail(c, abi::kEcallBadInput,
+                "the target's RESUME failed authentication or answers another attempt");
+  }
+  std::unique_lock keys(m.keys_mu);  // no page export runs while the keys change
+  // Keep the current keys until the target's state opened under the new ones.
+  Key32 old_s2t = m.k_s2t, old_t2s = m.k_t2s;
+  uint32_t old_epoch = m.epoch;
+  auto restore_old = [&] {
+    m.k_s2t = old_s2t;
+    m.k_t2s = old_t2s;
+    m.epoch = old_epoch;
+    std::lock_guard al(m.aead_mu);
+    for (auto& a : m.aead_slots_seal) a.reset();
+    for (auto& a : m.aead_slots_open) a.reset();
+  };
+  if (auto st =
+          switch_keys(m, *m.resume_kp, peer->x25519_public, m.resume_own, peer_body, peer->epoch);
+      !st.ok()) {
+    restore_old();
+    return fail(c, st.error());
+  }
+  auto pt = open_record(m, c.slot, wire::FrameType::kResumeState, state);
+  if (!pt.ok() || pt->size() < 8) {
+    restore_old();
+    return fail(c, abi::kEcallBadInput,
+                "the target's RESUME_STATE failed authentication: " +
+                    (pt.ok() ? std::string("too short") : pt.error().message));
+  }
+  uint64_t pages = 0;
+  std::memcpy(&pages, pt->data(), 8);
+  if (pages != m.pages || pt->size() != 8 + (pages + 7) / 8) {
+    restore_old();
+    return fail(c, abi::kEcallBadInput, "the target's page bitmap does not match the heap layout");
+  }
+  const uint8_t* have = pt->data() + 8;
+  for (uint64_t i = 0; i < m.pages; ++i) {
+    bool has = (have[i / 8] >> (i % 8)) & 1;
+    if (has && !(m.page_bits[i].load() & 1)) {
+      restore_old();
+      return fail(c, abi::kEcallBadInput,
+                  "the target reports page " + std::to_string(i) + ", which was never sent");
+    }
+  }
+  uint64_t resend = 0;
+  for (uint64_t i = 0; i < m.pages; ++i) {
+    if (!((have[i / 8] >> (i % 8)) & 1) && (m.page_bits[i].load() & 1)) {
+      m.page_bits[i].store(0);  // claimed, sealed, lost on the way: export it again
+      ++resend;
+    }
+  }
+  m.pages_done -= std::min<uint64_t>(m.pages_done, resend);
+  crypto::wipe(old_s2t);
+  crypto::wipe(old_t2s);
+  m.resume_kp.reset();
+  ByteWriter w(c.out);
+  w.u64(resend);
   return abi::kEcallOk;
 }
 
@@ -966,6 +1196,15 @@ int32_t dispatch(uint32_t slot, uint32_t id, const uint8_t* in, size_t in_len, u
         break;
       case abi::kEcallMigGoLive:
         st = mig_go_live(m, c);
+        break;
+      case abi::kEcallMigResumeHello:
+        st = mig_resume_hello(m, c);
+        break;
+      case abi::kEcallMigResumeAccept:
+        st = mig_resume_accept(m, c);
+        break;
+      case abi::kEcallMigResumeConfirm:
+        st = mig_resume_confirm(m, c);
         break;
       default:
         st = abi::kEcallUnknownId;

@@ -42,6 +42,11 @@
 //   MigForceResume  (source) operator override without a token, FROZEN      -> RUNNING
 //   MigReset        drop a handshake that has not frozen anything           -> RUNNING
 //   MigStatus       out u32 state, u32 role, 16 B migration id, u64 pages, u64 done
+//   MigResumeHello  (source, FROZEN, live) out RESUME payload proposing the next epoch
+//   MigResumeAccept (target, LIVE) in the source's RESUME; moves to the new epoch's keys;
+//                   out u32 n, our RESUME (n bytes), RESUME_STATE payload (sealed page bitmap)
+//   MigResumeConfirm(source) in u32 n, target's RESUME, RESUME_STATE; moves to the new keys and
+//                   releases claimed pages the target lacks; out u64 pages to send again
 #pragma once
 
 #include <cstddef>
