@@ -518,6 +518,26 @@ def run_recover_cut(pct):
     wait_for(lambda: src.poll() is not None, 30, "source to exit (committed)")
 
 
+def case_recover_then_migrate_again():
+    """Live only: A -> B recovered from a cut at 50%, then B -> C: an enclave that went through a
+    recovery (a later epoch) starts its next migration afresh."""
+    live_only()
+    setup_hosts(names=("a", "b", "c"))
+    p1, p2 = free_port(), free_port()
+    src, sc = start_source("pagecounter", ["--pages", "64", "--max-memory", "256M", "--io-threads", "2"])
+    tgt, tc = start_target("pagecounter", ["--max-memory", "256M", "--io-threads", "2"], p1)
+    rc, stats, err = migrate(sc, p1, "--cut-at", "50")
+    check(rc == 0 and stats.get("recoveries", 0) >= 1, f"A -> B completed after a recovery (rc={rc})")
+    c3 = os.path.join(TMP, "c.ctl")
+    third = spawn("c", ["receive", "--app", "pagecounter", "--listen", f"127.0.0.1:{p2}", "--control", c3,
+                        "--max-memory", "256M", "--stats-interval", "0", "--accept-timeout", "60"], "c.log")
+    wait_for(lambda: "waiting for an incoming" in log_of(third), 30, "host c to listen")
+    rc, stats, err = migrate(tc, p2)
+    check(rc == 0, f"B -> C completed (rc={rc}) {err[-300:]}")
+    wait_for(lambda: pagecounter_ok(c3, 2)[0], 60, "oracle checks on host c")
+    check(status(c3)["app_stats"]["last_error"] == "", "oracle passes on host c")
+
+
 def case_recover_cut_10():
     run_recover_cut(10)
 

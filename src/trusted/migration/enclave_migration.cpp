@@ -367,6 +367,10 @@ int32_t mig_peer(Context& m, Call& c) {
   std::memcpy(m.confirm_peer.data(), src_role ? conf_tgt : conf_src, 32);
   crypto::wipe(okm);
   m.nonce_send = 0;
+  // A new migration starts at the first epoch (an earlier one may have recovered to a later one).
+  m.epoch = kFirstEpoch;
+  m.resume_proposed = kFirstEpoch;
+  m.resume_kp.reset();
   c.out.assign(m.confirm_own.begin(), m.confirm_own.end());
   return abi::kEcallOk;
 }
