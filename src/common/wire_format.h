@@ -202,9 +202,9 @@ struct SealedRecord {
   ByteView ciphertext;
   ByteView tag;  // kTagSize bytes
 };
-// `type` is one of the five sealed types; it selects the ciphertext bounds (SMALL_STATE
-// 1..64 MiB, HOST_STATE 0..16 MiB, MANIFEST exactly kManifestBodySize, COMMIT/ABORT exactly
-// kTokenSize).
+// `type` is one of the six sealed types; it selects the ciphertext bounds (SMALL_STATE
+// 0..64 MiB, HOST_STATE 0..16 MiB, MANIFEST exactly kManifestBodySize, COMMIT/ABORT exactly
+// kTokenSize, RESUME_STATE 8..8 + 2 MiB).
 bool is_sealed_type(FrameType type);
 Status encode_sealed(FrameType type, const SealedRecord& r, std::vector<uint8_t>& out);
 Result<SealedRecord> decode_sealed(FrameType type, ByteView payload);

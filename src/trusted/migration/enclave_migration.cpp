@@ -424,15 +424,14 @@ int32_t mig_freeze(Context& m, Call& c) {
   uint64_t glen = l.globals_end - l.globals_begin;
   std::vector<uint8_t> pt;
   pt.reserve(kSmallStateHeader + glen);
-  ByteWriter w(pt);
-  w.u32(kSmallStateVersion);
-  w.u32(0);
-  w.u64(l.globals_begin);
-  w.u64(glen);
-  w.u64(l.heap_base);
-  w.u64(l.heap_top);
-  w.u64(boot_page().heap_limit);
-  w.bytes(ByteView(reinterpret_cast<const uint8_t*>(l.globals_begin), glen));
+  SmallState snap;
+  snap.globals_begin = l.globals_begin;
+  snap.globals_len = glen;
+  snap.heap_base = l.heap_base;
+  snap.heap_top = l.heap_top;
+  snap.heap_limit = boot_page().heap_limit;
+  snap.globals = ByteView(reinterpret_cast<const uint8_t*>(l.globals_begin), glen);
+  encode_small_state(snap, pt);
   m.heap_top = l.heap_top;
   m.pages = l.heap_top / abi::kPageSize;
   if (auto st = use_page_bits(m); !st.ok()) {

@@ -10,14 +10,14 @@ namespace constmig::trusted::mig {
 Result<SmallState> parse_small_state(ByteView plaintext, const SmallStateExpect& expect) {
   ByteReader r(plaintext);
   uint32_t ver = r.u32();
-  (void)r.u32();
+  uint32_t reserved = r.u32();
   SmallState s;
   s.globals_begin = r.u64();
   s.globals_len = r.u64();
   s.heap_base = r.u64();
   s.heap_top = r.u64();
   s.heap_limit = r.u64();
-  if (!r.ok() || ver != kSmallStateVersion) {
+  if (!r.ok() || ver != kSmallStateVersion || reserved != 0) {
     return make_error(Errc::kFormat, "bad small-state header");
   }
   if (s.globals_begin != expect.globals_begin || s.globals_len != expect.globals_len ||

@@ -2,7 +2,7 @@
 // parses on the target after opening the record. Standard library and src/common only.
 //
 // Layout (little-endian), kSmallStateHeader bytes then the globals:
-//    0 u32 version (kSmallStateVersion)   4 u32 reserved (written 0, not checked)
+//    0 u32 version (kSmallStateVersion)   4 u32 reserved (must be 0)
 //    8 u64 globals_begin   16 u64 globals_len   24 u64 heap_base   32 u64 heap_top
 //   40 u64 heap_limit (the source's; informational)
 //   48 globals_len bytes: the source's enclave globals
@@ -42,7 +42,8 @@ struct SmallState {
   ByteView globals;
 };
 
-// Checks, in this order: the header is complete and has version kSmallStateVersion; the globals
+// Checks, in this order: the header is complete, has version kSmallStateVersion and a zero
+// reserved field; the globals
 // (address, length, and exactly that many bytes after the header) match `expect`; the heap base
 // matches and the heap top is page-aligned and within expect.heap_limit. Errc::kFormat with the
 // message MigImportSmall reports (after "migration refused: ").
