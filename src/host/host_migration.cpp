@@ -636,6 +636,7 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
     }
   }
   st["freeze-time"] = ms_since(t_stop);
+  st["state-sent-ns"] = platform::realtime_ns();  // stop-phase breakdown (docs/stats.md)
 
   // ---- heap stream: workers encrypt batches inside the enclave and send them. In live mode the
   // target already runs the app: a receiver thread answers its page requests on the urgent path
@@ -1588,6 +1589,7 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
     FrameType t = f->header.type;
     if (t == FrameType::kStats) {
       hold_ns = stats_json(*f).value("hold-ns", hold_ns);
+      st["hold-stats-arrived-ns"] = platform::realtime_ns();
       continue;
     }
     if (t == FrameType::kError) {
@@ -1596,6 +1598,7 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
                                "source reported: " + (er.ok() ? er->message : std::string("?"))));
     }
     if (!have_small && t == FrameType::kSmallState) {
+      st["small-state-arrived-ns"] = platform::realtime_ns();
       auto r = mcall(e, abi::kEcallMigImportSmall, f->payload);
       if (!r.ok()) return refuse(r.error());
       ByteReader rr(*r);
@@ -1621,6 +1624,7 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
   // one served ends the downtime; it may already fault and fetch pages, so it runs on its own
   // thread while this one receives.
   std::thread prober;
+  std::atomic<uint64_t> probe_done_ns{0};
   std::atomic<bool> stream_done{false};
   std::thread sampler;
   nlohmann::json timeline = nlohmann::json::array();
@@ -1635,12 +1639,14 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
     if (auto gl = mcall(e, abi::kEcallMigGoLive, go); !gl.ok()) return refuse(gl.error());
     app_resumed = true;
     e.release_app_ecalls();
+    st["released-ns"] = platform::realtime_ns();
     st["resume-time"] = ms_since(t_stream);  // small state in -> app ECALLs released
     std::string lj = nlohmann::json{{"live", true}}.dump(-1, ' ', false,
                                                          nlohmann::json::error_handler_t::replace);
     (void)ch.send(FrameType::kStats, as_bytes_view(lj));  // the source lets its clients go
     prober = std::thread([&] {
       Status rs = app.probe(e);
+      probe_done_ns = platform::realtime_ns();
       if (!rs.ok()) {
         std::lock_guard lk(tl_mu);
         probe_error = rs.error().message;
@@ -1923,6 +1929,7 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
                         {"postcopy-requests", lr->requests()}});
     st["population-timeline"] = timeline;
     if (!probe_error.empty()) st["resume-error"] = probe_error;
+    st["probe-done-ns"] = probe_done_ns.load();
   } else {
     // Resume: release app ECALLs (the host half was resumed by the caller and waits at the
     // gate) and serve the first ECALL: downtime ends.
