@@ -728,13 +728,14 @@ class Pump {
       release_held("the sender closed its side");
       if (!raw_ && framer_.buffered() > 0) {
         auto rest = framer_.take_rest();
-        std::lock_guard lk(g_mu);
+        std::unique_lock lk(g_mu);
         log_event({{"event", "partial-frame"},
                    {"conn", c_->index},
                    {"dir", dir_name(d_)},
                    {"bytes", rest.size()}},
                   "conn " + std::to_string(c_->index) + " " + dir_name(d_) + ": sender closed " +
                       std::to_string(rest.size()) + " bytes into a frame; forwarded as they are");
+        lk.unlock();  // write_out logs under g_mu itself
         write_out(rest.data(), rest.size());
       }
     }
@@ -928,7 +929,7 @@ class Pump {
 
   // Truncate or cut at this frame.
   void finish_with(const Rule& r, uint64_t match, const FrameHeader& h, Pending& cur) {
-    std::lock_guard lk(g_mu);
+    std::unique_lock lk(g_mu);
     nlohmann::json j = frame_json(*c_, d_, h);
     j.update({{"event", "rule"},
               {"rule", r.id},
@@ -965,6 +966,7 @@ class Pump {
     j["detail"] = detail;
     log_event(j, "rule " + std::to_string(r.id) + " (" + r.text + ") on " + frame_desc(*c_, d_, h) +
                      ": " + detail);
+    lk.unlock();  // write_out logs under g_mu itself
     prepare(cur);
     write_out(cur.bytes.data(), n);
     (void)::shutdown(out_, SHUT_WR);

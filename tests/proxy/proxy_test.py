@@ -41,6 +41,10 @@ ALL = ("stop-and-copy",) + LIVE
 
 # name: rules, expected outcome, modes, text the target's log must contain (abort), options.
 # Rule placeholders: {CAP} = capture of an earlier migration (made by the case).
+# Live cases about urgent traffic also slow the main stream down (5 ms per PAGES frame), so that
+# the target's app faults on pages the stream has not brought yet and urgent frames exist.
+SLOW_STREAM = "conn=0,dir=s2t,type=PAGES,count=all,action=delay:ms=5"
+
 CASES = {
     # -- harmless: the migration completes
     "no_rules": dict(rules=[], expect="complete"),
@@ -50,9 +54,11 @@ CASES = {
     "reorder_pages": dict(rules=["conn=0,dir=s2t,type=PAGES,nth=2,action=reorder"], expect="complete"),
     "duplicate_stats": dict(rules=["dir=s2t,type=STATS,nth=1,action=duplicate"],
                             expect="complete"),
-    "drop_page_request": dict(rules=["dir=t2s,type=PAGE_REQUEST,nth=1,action=drop"],
+    "drop_page_request": dict(rules=[SLOW_STREAM,
+                                     "dir=t2s,type=PAGE_REQUEST,nth=1,action=drop"],
                               expect="complete", modes=LIVE),
-    "duplicate_page_request": dict(rules=["dir=t2s,type=PAGE_REQUEST,nth=1,action=duplicate"],
+    "duplicate_page_request": dict(rules=[SLOW_STREAM,
+                                          "dir=t2s,type=PAGE_REQUEST,nth=1,action=duplicate"],
                                    expect="complete", modes=LIVE),
     "never_matches": dict(rules=["dir=s2t,type=ERROR,action=cut"], expect="complete",
                           never_applies=True),
@@ -86,7 +92,8 @@ CASES = {
                              expect="abort", msg="failed authentication"),
     "flip_manifest": dict(rules=["dir=s2t,type=MANIFEST,action=flip:byte=-1"], expect="abort",
                           msg="MANIFEST record failed authentication"),
-    "flip_urgent": dict(rules=["dir=s2t,flags=urgent,action=flip:byte=-1"], expect="abort",
+    "flip_urgent": dict(rules=[SLOW_STREAM, "dir=s2t,flags=urgent,action=flip:byte=-1"],
+                        expect="abort",
                         msg="failed authentication", modes=LIVE),
     "truncate_pages": dict(rules=["conn=0,dir=s2t,type=PAGES,nth=2,action=truncate"], expect="abort",
                            msg="truncated"),
@@ -111,20 +118,24 @@ CASES = {
     "kvstore_flip_page": dict(rules=["conn=0,dir=s2t,type=PAGES,nth=2,action=flip:byte=-1"],
                               expect="abort", msg="failed authentication", app="kvstore"),
     # -- live mode's urgent connection (index 1)
-    "drop_urgent": dict(rules=["conn=1,dir=s2t,flags=urgent,nth=1,action=drop"], expect="abort",
+    "drop_urgent": dict(rules=[SLOW_STREAM, "conn=1,dir=s2t,flags=urgent,nth=1,action=drop"],
+                        expect="abort",
                         msg="never arrived", modes=LIVE, needs_conn1=True),
-    "truncate_urgent": dict(rules=["conn=1,dir=s2t,flags=urgent,nth=1,action=truncate"],
+    "truncate_urgent": dict(rules=[SLOW_STREAM,
+                                   "conn=1,dir=s2t,flags=urgent,nth=1,action=truncate"],
                             expect="abort", modes=LIVE, needs_conn1=True),
-    "cut_urgent_conn": dict(rules=["conn=1,dir=s2t,flags=urgent,nth=1,action=cut:scope=conn"],
+    "cut_urgent_conn": dict(rules=[SLOW_STREAM,
+                                   "conn=1,dir=s2t,flags=urgent,nth=1,action=cut:scope=conn"],
                             expect="abort", modes=LIVE, needs_conn1=True,
                             live_recovery="recovered"),
     # (these two wait for the I/O timeout, 60 s: fault mode only)
     "drop_urgent_hello": dict(rules=["conn=1,dir=s2t,type=STATS,nth=1,action=drop"],
-                              expect="abort", modes=("fault",), needs_conn1=True),
+                              expect="frozen", msg="did not open the urgent connection",
+                              target_wait=120, modes=("fault",), needs_conn1=True),
     "drop_urgent_end": dict(rules=["conn=1,dir=s2t,type=STATS,nth=2,action=drop"],
                             expect="abort", msg="did not end after the manifest",
                             modes=("fault",), needs_conn1=True),
-    "urgent_conn_flip": dict(rules=["conn=1,dir=s2t,type=PAGES,action=flip:byte=-1"],
+    "urgent_conn_flip": dict(rules=[SLOW_STREAM, "conn=1,dir=s2t,type=PAGES,action=flip:byte=-1"],
                              expect="abort", msg="failed authentication", modes=LIVE,
                              needs_conn1=True),
 }
@@ -209,8 +220,8 @@ def assert_no_progress(c, what, secs=1.5):
           f"{what}: no app progress while FROZEN (rounds {a0['rounds']} -> {a1['rounds']})")
 
 
-def target_refused(tgt, msg):
-    mt.wait_for(lambda: tgt.poll() is not None, 30, "target to exit")
+def target_refused(tgt, msg, timeout=30):
+    mt.wait_for(lambda: tgt.poll() is not None, timeout, "target to exit")
     tlog = mt.log_of(tgt)
     check(tgt.returncode != 0, f"target exited with {tgt.returncode}: it does not run the state")
     check("refused" in tlog, "target says it refused the migration")
@@ -297,7 +308,7 @@ def run_case(name):
         check("resume --force" in err, "migrate tells the operator about constmig resume --force")
         check(src.poll() is None, "source process still there")
         if expect == "frozen":
-            target_refused(tgt, case.get("msg"))
+            target_refused(tgt, case.get("msg"), case.get("target_wait", 30))
             assert_no_progress(sc, "source")
             r = subprocess.run([os.path.join(mt.BIN, "constmig"), "resume", "--force", "--control",
                                 sc], capture_output=True, text=True, timeout=30)
