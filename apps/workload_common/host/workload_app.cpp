@@ -379,4 +379,81 @@ nlohmann::json WorkloadApp::stats(bool detailed) {
   return j;
 }
 
+// ---- AnchoredWorkloadApp ------------------------------------------------------------------
+
+void AnchoredWorkloadApp::saw_batch(uint64_t seq, uint64_t digest, uint64_t items) {
+  std::lock_guard lk(view_mu_);
+  if (seq > seq_) {  // the latest batch this host saw, and the digest after it
+    seq_ = seq;
+    digest_ = digest;
+  }
+  items_ = items;
+}
+
+constmig::Result<VerifyResult> AnchoredWorkloadApp::after_restore(constmig::platform::Enclave& e) {
+  uint64_t seq, digest;
+  {
+    std::lock_guard lk(view_mu_);
+    seq = seq_;
+    digest = digest_;
+  }
+  CM_ASSIGN_OR_RETURN(auto out, anchor_ecall(e, constmig::u64s({seq, digest})));
+  constmig::ByteReader r(out);
+  bool ok = r.u8() != 0;
+  uint64_t cseq = r.u64(), cdigest = r.u64();
+  std::string why(r.str32(4096));
+  if (!r.at_end()) {
+    return constmig::make_error(constmig::Errc::kInternal, name() + " anchor: malformed reply");
+  }
+  if (!ok) return VerifyResult{false, cdigest, name() + " restore check: " + why};
+  std::lock_guard lk(view_mu_);
+  seq_ = cseq;  // batches the source applied after the host's last view
+  digest_ = cdigest;
+  return VerifyResult{true, cdigest, ""};
+}
+
+constmig::Result<VerifyResult> AnchoredWorkloadApp::verify(constmig::platform::Enclave& e) {
+  uint64_t seq, digest;
+  {
+    std::lock_guard lk(view_mu_);
+    seq = seq_;
+    digest = digest_;
+  }
+  bool begin = true;
+  return run_verify_steps([&] {
+    std::vector<uint8_t> in;
+    constmig::ByteWriter w(in);
+    w.u8(begin ? 1 : 0);
+    w.u64(verify_budget());
+    w.u64(seq);
+    w.u64(digest);
+    begin = false;
+    return verify_ecall(e, in);
+  });
+}
+
+void AnchoredWorkloadApp::save_app(constmig::ByteWriter& w) {
+  std::lock_guard lk(view_mu_);
+  w.u64(loaded_);
+  w.u64(seq_);
+  w.u64(digest_);
+}
+
+constmig::Status AnchoredWorkloadApp::restore_app(constmig::ByteReader& r) {
+  std::lock_guard lk(view_mu_);
+  loaded_ = r.u64();
+  seq_ = r.u64();
+  digest_ = r.u64();
+  return r.ok()
+             ? constmig::ok_status()
+             : constmig::make_error(constmig::Errc::kFormat, name() + " host state is truncated");
+}
+
+void AnchoredWorkloadApp::anchored_stats(nlohmann::json& j, const std::string& item) {
+  std::lock_guard lk(view_mu_);
+  j[item + "s_loaded"] = loaded_;
+  j[item + "s"] = items_;
+  j["batch_seq"] = seq_;
+}
+
 }  // namespace workload

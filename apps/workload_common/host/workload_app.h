@@ -135,4 +135,37 @@ class WorkloadApp : public constmig::host::HostApp {
   uint64_t verifications_ = 0;
 };
 
+// A workload whose enclave keeps a running digest of its data after every load batch (btree,
+// sqlite): the host keeps its latest view (batch seq, digest) and carries it across a
+// migration; after_restore asks the enclave to match it (the anchor ECALL: in u64 seq, u64
+// digest; out u8 ok, u64 seq, u64 digest, str32 why), verify recomputes the digest in bounded
+// steps (the verify ECALL: in u8 begin, u64 budget, u64 seq, u64 digest; out VerifyStep).
+class AnchoredWorkloadApp : public WorkloadApp {
+ public:
+  using WorkloadApp::WorkloadApp;
+
+ protected:
+  virtual constmig::Result<std::vector<uint8_t>> anchor_ecall(constmig::platform::Enclave& e,
+                                                              const std::vector<uint8_t>& in) = 0;
+  virtual constmig::Result<std::vector<uint8_t>> verify_ecall(constmig::platform::Enclave& e,
+                                                              const std::vector<uint8_t>& in) = 0;
+  virtual uint64_t verify_budget() const = 0;
+  // The load ECALL's report: batch `seq` left the data with `digest`; `items` are in it now.
+  void saw_batch(uint64_t seq, uint64_t digest, uint64_t items);
+
+  constmig::Result<VerifyResult> after_restore(constmig::platform::Enclave& e) override;
+  bool verify_quiesces_load() const override { return true; }
+  constmig::Result<VerifyResult> verify(constmig::platform::Enclave& e) override;
+  void save_app(constmig::ByteWriter& w) override;
+  constmig::Status restore_app(constmig::ByteReader& r) override;
+  // Adds "<item>s_loaded", "<item>s" and "batch_seq" to the stats.
+  void anchored_stats(nlohmann::json& j, const std::string& item);
+
+  uint64_t loaded_ = 0;  // items the bulk load made (set by init_data; carried to the target)
+
+ private:
+  std::mutex view_mu_;
+  uint64_t items_ = 0, seq_ = 0, digest_ = 0;
+};
+
 }  // namespace workload
