@@ -274,6 +274,9 @@ int serve(Running& r, const RunArgs& a) {
     }
   }
   ctl.stop();
+  // App threads may wait at a held ECALL gate (a source left FROZEN without a verdict): let them
+  // in so that stop() can join them; the enclave itself refuses what it must (FROZEN, DEAD).
+  r.enclave->release_app_ecalls();
   r.app->stop();
   nlohmann::json j = migrated
                          ? nlohmann::json{{"migrated_away", true}, {"migration", last_migration}}

@@ -372,9 +372,9 @@ def run_kvstore_case(name, case):
 
 
 def case_frozen_source_stops_on_sigint():
-    """KNOWN ISSUE (docs/proxy.md, "Findings"): a stop-and-copy source left FROZEN (its COMMIT was
-    lost) does not end on Ctrl-C: its app's threads wait at the held ECALL gate and the app's stop
-    joins them. Registered DISABLED; run it by name to reproduce."""
+    """A stop-and-copy source left FROZEN (its COMMIT was lost) ends on Ctrl-C: on shutdown the
+    held ECALL gate opens, the FROZEN enclave refuses the waiting app ECALLs and the app's threads
+    end (docs/proxy.md, "Findings": this used to hang)."""
     mt.setup_hosts()
     tport = mt.free_port()
     src, sc = mt.start_source("pagecounter", ["--pages", "16", "--max-memory", "128M",
@@ -435,7 +435,7 @@ def main():
     a = ap.parse_args()
     if a.list:
         print("any invalid_rules")
-        print("stop-and-copy frozen_source_stops_on_sigint disabled")  # a known issue
+        print("stop-and-copy frozen_source_stops_on_sigint")
         for name, case in CASES.items():
             for mode in case.get("modes", ALL):
                 print(mode, name)
