@@ -961,6 +961,12 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
     }
     const bool recover = !verdict && live && link_lost && target_live &&
                          o.resume_timeout.count() > 0 && o.fault != Fault::kTruncate;
+    if (!recover && live && link_lost && !verdict) {
+      std::fprintf(stderr, "constmig: connection lost; no recovery (%s)\n",
+                   !target_live                      ? "the target had not gone live"
+                   : o.resume_timeout.count() == 0 ? "--resume-timeout 0"
+                                                     : "fault injection");
+    }
     if (!recover) break;
     // ---- recovery: same migration, next epoch, fresh keys; the target keeps serving meanwhile.
     earlier_bytes += cur->bytes_sent() + (uch ? uch->bytes_sent() : 0);

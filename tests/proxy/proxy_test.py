@@ -354,6 +354,8 @@ def run_kvstore_case(name, case):
         check(len(applied(proxy, i)) >= 1, f"rule {i} applied")
     if case["expect"] == "complete":
         check(rc == 0 and stats.get("status") == "completed", f"migration completed {err[-300:]}")
+        # The target opens its control socket once it has sent the COMMIT: it may lag the source.
+        mt.wait_for(lambda: mt.status(tc) is not None, 30, "target control socket")
         after = mt.status(tc)["app_stats"]
         check(after["keys"] == before["keys"] and after["digest"] == before["digest"],
               f"target store equals the source's: {after['keys']} keys, digest {after['digest']:#x}")
