@@ -959,13 +959,14 @@ MigrationOutcome run_source(platform::Enclave& e, const platform::Platform& plat
       uch->shutdown_read();
       urgent_rx.join();
     }
-    const bool recover = !verdict && live && link_lost && target_live &&
-                         o.resume_timeout.count() > 0 && o.fault != Fault::kTruncate;
+    // Recover even if the target's "live" message was not seen: it may have gone live just as
+    // the link broke (and then waits for us); a target that did not go live refuses and ends,
+    // so the attempts time out and this source stays FROZEN, as without recovery.
+    const bool recover = !verdict && live && link_lost && o.resume_timeout.count() > 0 &&
+                         o.fault != Fault::kTruncate;
     if (!recover && live && link_lost && !verdict) {
       std::fprintf(stderr, "constmig: connection lost; no recovery (%s)\n",
-                   !target_live                      ? "the target had not gone live"
-                   : o.resume_timeout.count() == 0 ? "--resume-timeout 0"
-                                                     : "fault injection");
+                   o.resume_timeout.count() == 0 ? "--resume-timeout 0" : "fault injection");
     }
     if (!recover) break;
     // ---- recovery: same migration, next epoch, fresh keys; the target keeps serving meanwhile.
