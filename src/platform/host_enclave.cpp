@@ -25,10 +25,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <chrono>
 #include <fstream>
 #include <iterator>
 #include <mutex>
 #include <sstream>
+#include <thread>
 
 #include "platform/host_elf.h"
 
@@ -537,10 +539,17 @@ class EmulatedEnclave final : public Enclave {
       if (n <= 0) return make_error(Errc::kIo, "writing image memfd: " + errno_str(errno));
       done += static_cast<size_t>(n);
     }
-    if (fcntl(image_fd_, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) !=
-        0) {
-      return make_error(Errc::kIo, "sealing image memfd: " + errno_str(errno));
+    // F_SEAL_WRITE fails with EBUSY while a page of the file still has an extra reference; the
+    // pages just written can hold one for a moment (per-CPU LRU batches the kernel drains only
+    // on the calling CPU). Seen under load in CI: try again for a while before giving up.
+    int sealed = -1;
+    for (int attempt = 0; attempt < 50; ++attempt) {
+      sealed =
+          fcntl(image_fd_, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL);
+      if (sealed == 0 || errno != EBUSY) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
+    if (sealed != 0) return make_error(Errc::kIo, "sealing image memfd: " + errno_str(errno));
     std::string path = "/proc/self/fd/" + std::to_string(image_fd_);
     dl_ = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
     if (dl_ == nullptr) {

@@ -262,6 +262,11 @@ def run_case(name):
         n = len(applied(proxy, i))
         if case.get("never_applies"):
             check(n == 0, f"rule {i} never matched a frame")
+        elif rules[i - 1] == SLOW_STREAM:
+            # Only a helper (it slows the stream so that urgent frames exist): when the app's
+            # first fault is answered before the stream's first PAGES frame and the case's own
+            # rule ends the migration, it never matches. Seen in CI under load.
+            print(f"  info: helper rule {i} ({rules[i - 1]}) applied {n} time(s)")
         else:
             check(n >= 1, f"rule {i} ({rules[i - 1]}) applied {n} time(s)")
 
