@@ -1362,6 +1362,15 @@ Result<std::pair<int, std::unique_ptr<Channel>>> accept_urgent(int listen_fd,
   }
 }
 
+// A random host-level token naming one migration's urgent connection on the listening socket
+// (what arrives on that connection is verified by the enclave like everything else).
+std::string urgent_token() {
+  std::random_device rd;
+  char hex[33];
+  std::snprintf(hex, sizeof hex, "%08x%08x%08x%08x", rd(), rd(), rd(), rd());
+  return hex;
+}
+
 // A lost link (as opposed to bad data): what a live migration may recover from.
 bool link_error(const Error& e) {
   return e.code == Errc::kIo || e.code == Errc::kTimeout;
@@ -1409,10 +1418,7 @@ Status await_resume(platform::Enclave& e, const MigrateOptions& o, uint64_t page
     if (!r.ok() || n != wire::kResumeSize) {
       return make_error(Errc::kInternal, "MigResumeAccept: malformed enclave output");
     }
-    std::random_device rd;
-    char hex[33];
-    std::snprintf(hex, sizeof hex, "%08x%08x%08x%08x", rd(), rd(), rd(), rd());
-    std::string token = hex;
+    std::string token = urgent_token();
     std::string tj = nlohmann::json{{"urgent-token", token}}.dump(
         -1, ' ', false, nlohmann::json::error_handler_t::replace);
     Status ss = nch->send(FrameType::kStats, as_bytes_view(tj));
@@ -1566,10 +1572,7 @@ MigrationOutcome run_target(platform::Enclave& e, const platform::Platform& plat
     // the listening socket; what arrives on it is verified by the enclave like everything else).
     std::string token;
     if (live && o.listen_fd >= 0) {
-      std::random_device rd;
-      char hex[33];
-      std::snprintf(hex, sizeof hex, "%08x%08x%08x%08x", rd(), rd(), rd(), rd());
-      token = hex;
+      token = urgent_token();
       rj["urgent-token"] = token;
     }
     std::string j = rj.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);

@@ -731,6 +731,20 @@ def case_netns():
         subprocess.run([script, "down", "--prefix", prefix], capture_output=True)
 
 
+def uffd_unavailable():
+    """True (after printing why) if MODE is uffd and this user cannot use userfaultfd."""
+    if MODE != "uffd" or os.geteuid() == 0:
+        return False
+    try:
+        unpriv = open("/proc/sys/vm/unprivileged_userfaultfd").read().strip()
+    except OSError:
+        unpriv = "0"
+    if unpriv == "1":
+        return False
+    print("SKIP: userfaultfd needs root or vm.unprivileged_userfaultfd=1")
+    return True
+
+
 def main():
     global BIN, TMP, MODE
     ap = argparse.ArgumentParser(description=__doc__)
@@ -739,14 +753,8 @@ def main():
     ap.add_argument("case")
     a = ap.parse_args()
     MODE = a.mode
-    if MODE == "uffd" and os.geteuid() != 0:
-        try:
-            unpriv = open("/proc/sys/vm/unprivileged_userfaultfd").read().strip()
-        except OSError:
-            unpriv = "0"
-        if unpriv != "1":
-            print("SKIP: userfaultfd needs root or vm.unprivileged_userfaultfd=1")
-            return 77
+    if uffd_unavailable():
+        return 77
     BIN = os.path.abspath(a.bin)
     TMP = tempfile.mkdtemp(prefix="cmtest-")
     name = a.case

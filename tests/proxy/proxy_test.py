@@ -458,14 +458,8 @@ def main():
     else:
         print(f"unknown case {a.case} (--list shows them)")
         return 2
-    if mt.MODE == "uffd" and os.geteuid() != 0:
-        try:
-            unpriv = open("/proc/sys/vm/unprivileged_userfaultfd").read().strip()
-        except OSError:
-            unpriv = "0"
-        if unpriv != "1":
-            print("SKIP: userfaultfd needs root or vm.unprivileged_userfaultfd=1")
-            return 77
+    if mt.uffd_unavailable():
+        return 77
     import tempfile
     mt.TMP = tempfile.mkdtemp(prefix="cmproxy-")
     return mt.run_reported(a.case, fn)

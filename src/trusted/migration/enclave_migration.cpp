@@ -215,15 +215,20 @@ bool ct_equal(ByteView a, ByteView b) {
   return d == 0;
 }
 
+// Drops every thread slot's AEAD context (they hold the keys in use; made again on demand).
+void reset_aeads(Context& m) {
+  std::lock_guard lk(m.aead_mu);
+  for (auto& a : m.aead_slots_seal) a.reset();
+  for (auto& a : m.aead_slots_open) a.reset();
+}
+
 void wipe_keys(Context& m) {
   crypto::wipe(m.k_s2t);
   crypto::wipe(m.k_t2s);
   crypto::wipe(m.confirm_own);
   crypto::wipe(m.confirm_peer);
   m.kp.reset();
-  std::lock_guard lk(m.aead_mu);
-  for (auto& a : m.aead_slots_seal) a.reset();
-  for (auto& a : m.aead_slots_open) a.reset();
+  reset_aeads(m);
 }
 
 // ---- handshake ----------------------------------------------------------------------------
@@ -914,11 +919,7 @@ Status switch_keys(Context& m, const crypto::X25519KeyPair& own, ByteView peer_p
   std::memcpy(m.k_s2t.data(), okm.data(), 32);
   std::memcpy(m.k_t2s.data(), okm.data() + 32, 32);
   crypto::wipe(okm);
-  {
-    std::lock_guard lk(m.aead_mu);
-    for (auto& a : m.aead_slots_seal) a.reset();
-    for (auto& a : m.aead_slots_open) a.reset();
-  }
+  reset_aeads(m);
   m.nonce_send = 0;  // a new key: counters start again
   m.epoch = epoch;
   return ok_status();
@@ -1038,9 +1039,7 @@ int32_t mig_resume_confirm(Context& m, Call& c) {
     m.k_s2t = old_s2t;
     m.k_t2s = old_t2s;
     m.epoch = old_epoch;
-    std::lock_guard al(m.aead_mu);
-    for (auto& a : m.aead_slots_seal) a.reset();
-    for (auto& a : m.aead_slots_open) a.reset();
+    reset_aeads(m);
   };
   if (auto st =
           switch_keys(m, *m.resume_kp, peer->x25519_public, m.resume_own, peer_body, peer->epoch);
